@@ -1,0 +1,152 @@
+"""Building blocks shared by the sequential models: Gaussians, conv frame encoder/decoder, LSTM prior.
+
+Shape vocabulary: B batch, T time, C channels, H height, W width, D_f static latent, D_z dynamic latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """A diagonal Gaussian given by its mean and log-variance (any leading shape)."""
+
+    mean: Tensor
+    logvar: Tensor
+
+    def rsample(self) -> Tensor:
+        return self.mean + torch.randn_like(self.mean) * torch.exp(0.5 * self.logvar)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Elementwise log density (no sum over dimensions)."""
+        return -0.5 * (LOG_2PI + self.logvar + (x - self.mean) ** 2 * torch.exp(-self.logvar))
+
+    def kl(self, other: Gaussian) -> Tensor:
+        """Elementwise KL(self || other) in closed form."""
+        var_ratio = torch.exp(self.logvar - other.logvar)
+        mean_term = (self.mean - other.mean) ** 2 * torch.exp(-other.logvar)
+        return 0.5 * (var_ratio + mean_term - 1.0 - (self.logvar - other.logvar))
+
+    @staticmethod
+    def standard_like(x: Tensor) -> Gaussian:
+        zeros = torch.zeros_like(x)
+        return Gaussian(zeros, zeros)
+
+
+class GaussianHead(nn.Module):
+    """Linear map to the mean and log-variance of a diagonal Gaussian."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, 2 * out_dim)
+
+    def forward(self, h: Tensor) -> Gaussian:
+        mean, logvar = self.proj(h).float().chunk(2, dim=-1)
+        # Bounded log-variance keeps early bf16 steps from overflowing exp().
+        return Gaussian(mean, logvar.clamp(-10.0, 10.0))
+
+
+def _down(c_in: int, c_out: int, norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _up(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class FrameEncoder(nn.Module):
+    """DCGAN-style conv trunk applied to every frame independently: (B, T, C, H, W) -> (B, T, D)."""
+
+    def __init__(self, in_channels: int, image_size: int, channels: tuple[int, ...], out_dim: int):
+        super().__init__()
+        final = image_size // 2 ** len(channels)
+        if final < 1 or final * 2 ** len(channels) != image_size:
+            raise ValueError(f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)")
+        widths = (in_channels, *channels)
+        self.convs = nn.Sequential(*[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(zip(widths, widths[1:]))])
+        self.proj = nn.Sequential(nn.Linear(channels[-1] * final * final, out_dim), nn.LeakyReLU(0.2, inplace=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C, H, W = x.shape
+        frames = x.reshape(B * T, C, H, W).contiguous(memory_format=torch.channels_last)
+        h = self.convs(frames)  # (B*T, C', H', W')
+        return self.proj(h.flatten(1)).view(B, T, -1)  # (B, T, D)
+
+
+class FrameDecoder(nn.Module):
+    """Mirror of FrameEncoder: (B, T, D) -> per-pixel means in [0, 1], (B, T, C, H, W)."""
+
+    def __init__(self, in_dim: int, out_channels: int, image_size: int, channels: tuple[int, ...]):
+        super().__init__()
+        self.start = image_size // 2 ** len(channels)
+        widths = tuple(reversed(channels))
+        self.widths = widths
+        self.proj = nn.Sequential(
+            nn.Linear(in_dim, widths[0] * self.start**2), nn.LeakyReLU(0.2, inplace=True)
+        )
+        ups = [_up(a, b) for a, b in zip(widths, widths[1:])]
+        last = nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1)
+        self.deconvs = nn.Sequential(*ups, last)
+
+    def forward(self, latent: Tensor) -> Tensor:
+        B, T, D = latent.shape
+        h = self.proj(latent.reshape(B * T, D)).view(B * T, self.widths[0], self.start, self.start)
+        h = h.contiguous(memory_format=torch.channels_last)
+        x = torch.sigmoid(self.deconvs(h).float())  # (B*T, C, H, W)
+        return x.view(B, T, *x.shape[1:])
+
+
+class LSTMPrior(nn.Module):
+    """Learned prior p(z_t | z_<t): an LSTM over the previous latents, z_0 = 0 (S3VAE Eq. 2)."""
+
+    def __init__(self, z_dim: int, hidden_dim: int):
+        super().__init__()
+        self.z_dim = z_dim
+        self.lstm = nn.LSTM(z_dim, hidden_dim, batch_first=True)
+        self.head = GaussianHead(hidden_dim, z_dim)
+
+    def forward(self, z: Tensor) -> Gaussian:
+        """Teacher-forced on given latents z (B, T, D_z): returns p(z_t | z_<t) for every t."""
+        shifted = F.pad(z[:, :-1], (0, 0, 1, 0))  # (B, T, D_z): z_0 = 0, z_1, ..., z_{T-1}
+        h, _ = self.lstm(shifted)  # (B, T, hidden)
+        return self.head(h)
+
+    @torch.no_grad()
+    def sample(self, batch: int, steps: int, like: Tensor) -> Tensor:
+        """Roll the prior out for `steps` steps, feeding back its own samples: (B, T, D_z)."""
+        z = like.new_zeros(batch, 1, self.z_dim)
+        state = None
+        samples = []
+        for _ in range(steps):
+            h, state = self.lstm(z, state)
+            z = self.head(h).rsample().to(like.dtype)  # (B, 1, D_z)
+            samples.append(z)
+        return torch.cat(samples, dim=1)
+
+
+def bidirectional_summary(out: Tensor) -> Tensor:
+    """Clip summary from a bidirectional LSTM's outputs (B, T, 2H): the forward pass's last step and the
+    backward pass's first step, the two states that have read every frame. Returns (B, 2H)."""
+    H = out.shape[-1] // 2
+    return torch.cat([out[:, -1, :H], out[:, 0, H:]], dim=-1)
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """The two-layer head used for every auxiliary prediction."""
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))

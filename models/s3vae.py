@@ -1,0 +1,221 @@
+"""S3VAE: self-supervised sequential VAE (Zhu, Min, Kadav, Graf; CVPR 2020).
+
+A sequence x_1:T is encoded into one static latent z_f (from the whole clip) and dynamic latents z_1:T
+(z_t from a causal LSTM, q(z_t | x_<=t)). The decoder renders frame t from [z_f, z_t]. Priors:
+p(z_f) = N(0, I) and a learned LSTM prior p(z_t | z_<t). Training maximises the ELBO (Eq. 5) plus three
+regularisers, each switched off by a zero weight:
+
+- L_SCC (Eq. 6): triplet loss on z_f; the positive is the same clip shuffled in time, the negative another clip.
+- L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels (top-k optical-flow cells per frame).
+- L_MI (Eq. 7-8): a minibatch estimate of I(z_f; z_1:T), penalised.
+
+The ground-truth ablation (`baseline_sv`) replaces pseudo labels by labels: heads on z_f predict the
+static factors and heads on z_t the dynamic ones.
+
+Shapes: B batch, T time, C, H, W frame, D_h frame feature, D_f static latent, D_z dynamic latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from models.blocks import (
+    FrameDecoder,
+    FrameEncoder,
+    Gaussian,
+    GaussianHead,
+    LSTMPrior,
+    bidirectional_summary,
+    mlp,
+)
+
+
+@dataclass(frozen=True)
+class S3VAEConfig:
+    in_channels: int = 3
+    image_size: int = 64
+    conv_channels: tuple[int, ...] = (64, 128, 256, 512)
+    frame_dim: int = 512  # D_h, per-frame feature fed to both encoders' LSTMs
+    hidden_dim: int = 256  # width of the encoder LSTMs, the prior LSTM and the auxiliary heads
+    static_dim: int = 256  # D_f (S3VAE uses 256 on Sprites)
+    dynamic_dim: int = 32  # D_z (S3VAE uses 32 on Sprites)
+    scc_weight: float = 0.0
+    scc_margin: float = 1.0
+    dfp_weight: float = 0.0
+    dfp_classes: int = 0  # number of flow-grid cells (G * G) the DFP head scores
+    mi_weight: float = 0.0
+    mi_estimator: str = "mws"  # "mws" as S3VAE Eq. 8, or "mss" (stratified, calibrated to 0 when independent)
+    supervised_weight: float = 0.0
+    static_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_f
+    dynamic_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_t
+
+
+@dataclass(frozen=True)
+class S3VAEOutput:
+    features: Tensor  # (B, T, D_h) per-frame encoder features
+    static: Gaussian  # q(z_f | x_1:T), (B, D_f)
+    dynamic: Gaussian  # q(z_t | x_<=t), (B, T, D_z)
+    static_sample: Tensor  # (B, D_f)
+    dynamic_sample: Tensor  # (B, T, D_z)
+    dynamic_prior: Gaussian  # p(z_t | z_<t), teacher-forced on dynamic_sample, (B, T, D_z)
+    recon: Tensor  # (B, T, C, H, W), pixel means in [0, 1]
+
+
+def mutual_information(
+    static: Gaussian,
+    static_sample: Tensor,
+    dynamic: Gaussian,
+    dynamic_sample: Tensor,
+    dataset_size: int,
+    estimator: str = "mws",
+) -> Tensor:
+    """Minibatch estimate of I(z_f; z_1:T) = E[log q(z_f, z_1:T) - log q(z_f) - log q(z_1:T)] (S3VAE Eq. 7-8).
+
+    The aggregate posteriors q(.) = E_x q(.|x) are estimated from the minibatch of M clips drawn from N.
+    "mws" is minibatch weighted sampling (Chen et al. 2018), the estimator S3VAE uses: every q(.|x_j)
+    weighs 1/(NM). Its constant offsets leave a bias of +log N (0 <= MWS - true MI), which has no gradient.
+    "mss" is minibatch stratified sampling: the clip's own term weighs 1/N, the others (N-1)/(N(M-1)),
+    so independent latents give about 0 and latents that both identify the clip give about log N.
+    """
+    M = static_sample.shape[0]
+    # log q(sample_i | x_j) for every pair, summed over dimensions: (M, M)
+    log_q_static = Gaussian(static.mean[None], static.logvar[None]).log_prob(static_sample[:, None]).sum(-1)
+    dyn_mean, dyn_logvar = dynamic.mean.flatten(1), dynamic.logvar.flatten(1)  # (M, T*D_z)
+    log_q_dynamic = Gaussian(dyn_mean[None], dyn_logvar[None]).log_prob(dynamic_sample.flatten(1)[:, None]).sum(-1)
+
+    if estimator == "mws":
+        log_weights = torch.full((M, M), -math.log(dataset_size * M), device=static_sample.device)
+    elif estimator == "mss":
+        if M < 2:
+            raise ValueError("the 'mss' MI estimator needs a minibatch of at least 2 clips")
+        other = math.log(dataset_size - 1) - math.log(dataset_size * (M - 1))
+        log_weights = torch.full((M, M), other, device=static_sample.device)
+        log_weights.fill_diagonal_(-math.log(dataset_size))
+    else:
+        raise ValueError(f"unknown MI estimator '{estimator}': use 'mws' or 'mss'")
+
+    log_joint = torch.logsumexp(log_weights + log_q_static + log_q_dynamic, dim=1)  # (M,)
+    log_static = torch.logsumexp(log_weights + log_q_static, dim=1)  # (M,)
+    log_dynamic = torch.logsumexp(log_weights + log_q_dynamic, dim=1)  # (M,)
+    return (log_joint - log_static - log_dynamic).mean()
+
+
+class S3VAE(nn.Module):
+    def __init__(self, config: S3VAEConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.frame_encoder = FrameEncoder(c.in_channels, c.image_size, c.conv_channels, c.frame_dim)
+        # z_f sees the whole clip in both directions; z_t only the past (causal).
+        self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
+        self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
+        self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
+        self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
+        self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim)
+        self.decoder = FrameDecoder(c.static_dim + c.dynamic_dim, c.in_channels, c.image_size, c.conv_channels)
+        self.dfp_head = mlp(c.dynamic_dim, c.hidden_dim, c.dfp_classes) if c.dfp_weight > 0 else None
+        use_labels = c.supervised_weight > 0
+        self.static_label_heads = nn.ModuleDict(
+            {name: mlp(c.static_dim, c.hidden_dim, n) for name, n in c.static_classes.items()} if use_labels else {}
+        )
+        self.dynamic_label_heads = nn.ModuleDict(
+            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_classes.items()} if use_labels else {}
+        )
+
+    # --- inference network -------------------------------------------------------------------------
+    def encode_static(self, features: Tensor) -> Gaussian:
+        out, _ = self.static_lstm(features)  # (B, T, 2H)
+        return self.static_head(bidirectional_summary(out))
+
+    def encode_dynamic(self, features: Tensor) -> Gaussian:
+        out, _ = self.dynamic_lstm(features)  # (B, T, H)
+        return self.dynamic_head(out)
+
+    def encode(self, x: Tensor) -> tuple[Gaussian, Gaussian]:
+        features = self.frame_encoder(x)  # (B, T, D_h)
+        return self.encode_static(features), self.encode_dynamic(features)
+
+    # --- generative network ------------------------------------------------------------------------
+    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
+        B, T, _ = dynamic.shape
+        latent = torch.cat([static[:, None].expand(B, T, -1), dynamic], dim=-1)  # (B, T, D_f + D_z)
+        return self.decoder(latent.to(dynamic.dtype))  # (B, T, C, H, W)
+
+    def sample_static(self, batch: int, like: Tensor) -> Tensor:
+        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
+
+    def sample_dynamic(self, batch: int, steps: int, like: Tensor) -> Tensor:
+        return self.prior.sample(batch, steps, like)  # (B, T, D_z)
+
+    def forward(self, x: Tensor) -> S3VAEOutput:
+        features = self.frame_encoder(x)  # (B, T, D_h)
+        static = self.encode_static(features)
+        dynamic = self.encode_dynamic(features)
+        static_sample = static.rsample()  # (B, D_f)
+        dynamic_sample = dynamic.rsample()  # (B, T, D_z)
+        return S3VAEOutput(
+            features=features,
+            static=static,
+            dynamic=dynamic,
+            static_sample=static_sample,
+            dynamic_sample=dynamic_sample,
+            dynamic_prior=self.prior(dynamic_sample),
+            recon=self.decode(static_sample, dynamic_sample),
+        )
+
+    # --- objective ---------------------------------------------------------------------------------
+    def loss(self, x: Tensor, out: S3VAEOutput, targets: dict[str, Tensor], dataset_size: int) -> dict[str, Tensor]:
+        """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
+
+        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP and one (B,) class tensor per factor
+        for the ground-truth heads. The pixel likelihood is a unit-scale Gaussian, i.e. a summed squared error.
+        """
+        c = self.config
+        B, T = x.shape[:2]
+        terms = {
+            "recon": F.mse_loss(out.recon, x, reduction="sum") / B,
+            "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
+            "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
+        }
+        total = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
+
+        if c.scc_weight > 0:
+            # The shuffled clip's frame features are a permutation of the anchor's: no second conv pass.
+            shuffled = out.features[:, torch.randperm(T, device=x.device)]
+            positive = self.encode_static(shuffled).mean  # (B, D_f)
+            negative = out.static.mean.roll(1, dims=0)  # (B, D_f): another clip of the batch
+            terms["scc"] = F.triplet_margin_loss(out.static.mean, positive, negative, margin=c.scc_margin)
+            total = total + c.scc_weight * terms["scc"]
+
+        if c.dfp_weight > 0:
+            logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G)
+            hot = torch.zeros_like(logits).scatter_(-1, targets["flow_topk"].long(), 1.0)  # (B, T, G*G)
+            terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / (B * T)
+            total = total + c.dfp_weight * terms["dfp"]
+
+        if c.mi_weight > 0:
+            terms["mi"] = mutual_information(
+                out.static, out.static_sample, out.dynamic, out.dynamic_sample, dataset_size, c.mi_estimator
+            )
+            total = total + c.mi_weight * terms["mi"]
+
+        if c.supervised_weight > 0:
+            supervised = sum(
+                F.cross_entropy(head(out.static_sample).float(), targets[name].long())
+                for name, head in self.static_label_heads.items()
+            )
+            for name, head in self.dynamic_label_heads.items():
+                logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
+                supervised = supervised + F.cross_entropy(
+                    logits.flatten(0, 1), targets[name].long().repeat_interleave(T)
+                )
+            terms["supervised"] = supervised
+            total = total + c.supervised_weight * supervised
+
+        terms["loss"] = total
+        return terms

@@ -1,0 +1,80 @@
+"""One source of configuration: config.yaml, then a preset, then overrides, validated before anything runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PRESETS = ROOT / "workflow" / "presets"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def merge(base: Mapping, update: Mapping) -> dict:
+    """Recursive dict merge; `update` wins, lists are replaced whole."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _load_yaml(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def validate(config: Mapping, source: str = "config") -> None:
+    schema = _load_yaml(SCHEMA)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"  {'/'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
+        raise ConfigError(
+            f"{source} does not match {SCHEMA.relative_to(ROOT)}:\n" + "\n".join(lines)
+            + "\nFix the key or value (each property of the schema has a description)."
+        )
+    unknown = [m for m in config["methods"] if m not in config["variants"]]
+    if unknown:
+        raise ConfigError(f"{source}: methods {unknown} are not defined under 'variants' ({sorted(config['variants'])})")
+
+
+def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "config.yaml") -> dict:
+    """Merge `base` (config.yaml), the preset it or `overrides` name, and `overrides`; validate the result."""
+    overrides = dict(overrides or {})
+    preset = overrides.get("preset", base.get("preset", "paper"))
+    config = dict(base)
+    if preset != "paper":
+        preset_file = PRESETS / f"{preset}.yaml"
+        if not preset_file.exists():
+            known = sorted(p.stem for p in PRESETS.glob("*.yaml")) + ["paper"]
+            raise ConfigError(f"unknown preset '{preset}': no {preset_file}; choose one of {known}")
+        config = merge(config, _load_yaml(preset_file))
+    config = merge(config, overrides)
+    config["preset"] = preset
+    validate(config, source)
+    return config
+
+
+def load(path: str | os.PathLike = ROOT / "config.yaml", overrides: Mapping | None = None) -> dict:
+    return resolve(_load_yaml(Path(path)), overrides, source=str(path))
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for, but torch sees no CUDA device; set device: auto or cpu")
+    return name

@@ -1,0 +1,76 @@
+"""Clips in memory, batched for torch.
+
+A split of Sprites is 9000 x 8 x 64 x 64 x 3 bytes (295 MB): it is read once into a uint8 tensor and every
+batch is sliced from memory, which keeps the loader far ahead of the model (benchmarks/bench_loader.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipeline import h5io
+
+
+def to_input(frames: Tensor) -> Tensor:
+    """uint8 (B, T, H, W, C) -> float (B, T, C, H, W) in [0, 1]."""
+    return frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """float (B, T, C, H, W) in [0, 1] -> uint8 (B, T, H, W, C), for figures."""
+    return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    frames: Tensor  # (N, T, H, W, C) uint8
+    targets: dict[str, Tensor]  # factor labels and pseudo labels, first axis N
+    factors: tuple[h5io.Factor, ...]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def batch(self, index: Tensor, device: str | torch.device = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
+        x = to_input(self.frames[index].to(device, non_blocking=True))  # (B, T, C, H, W)
+        return x, {name: t[index].to(device, non_blocking=True) for name, t in self.targets.items()}
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+        drop_last: bool = False,
+    ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        stop = len(self) - len(self) % batch_size if drop_last else len(self)
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start : start + batch_size], device)
+
+
+def load_clips(
+    dataset: str | os.PathLike,
+    split: str,
+    *,
+    labels: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> ClipSet:
+    """One split of a dataset file, with the pseudo labels of a label file when given."""
+    arrays = h5io.read_split(dataset, split, limit)
+    targets = {name: torch.from_numpy(a.astype(np.int64)) for name, a in arrays.factors.items()}
+    if labels is not None:
+        for name, a in h5io.read_labels(labels, split, limit).items():
+            if len(a) != len(arrays):
+                raise ValueError(
+                    f"{labels} has {len(a)} '{name}' labels for split '{split}' but {dataset} has {len(arrays)} clips:"
+                    " the labels are stale, rerun the label rule (snakemake --forcerun label_flow)"
+                )
+            targets[name] = torch.from_numpy(np.ascontiguousarray(a))
+    return ClipSet(torch.from_numpy(arrays.frames), targets, tuple(h5io.read_factors(dataset)))

@@ -1,0 +1,225 @@
+"""Fetch a raw data source (from a local mirror or its URL) and verify every file against a pinned sha256.
+
+Each source is pinned by the files it needs and their hashes, so a build never runs on data that differs
+from what the recipe was checked against. A verified copy ends with `dest/SHA256SUMS`, the output the
+workflow depends on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.h5io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 60
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched, or its content is not the pinned one."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # relative to the source's root: the same under `url_base` and in the mirror folder
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    url_base: str
+    files: tuple[RemoteFile, ...]
+
+
+def _files(*pairs: tuple[str, str]) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(path, sha256) for path, sha256 in pairs)
+
+
+# The sheets of the DSVAE "Sprites" recipe; provenance in shared/data/lpc-sprites/SOURCE.md.
+# The licence and credit texts travel with the sheets, as the licence requires.
+_LPC_SPRITES = Source(
+    name="lpc-sprites",
+    url_base="https://raw.githubusercontent.com/jrconway3/Universal-LPC-spritesheet/"
+    "2668274d5a96c91584172f2d299b90f0a8c0caac/",
+    files=_files(
+        ("body/male/light.png", "27d1ac78db37c42f35a20d15c42705efc5e58d47c236cc01423879d4f797f151"),
+        ("body/male/tanned2.png", "1535e9228357b884df80f777a0d1dac10ac35e550e4d8d077105ccad014a1460"),
+        ("body/male/darkelf.png", "7c241033b4897501cb3721b6c3a9ebfa94b13db10a539edbd9bcc3e0c2a4bcb9"),
+        ("body/male/darkelf2.png", "055f5aa33fc112d8444b42fce2cf50608a9fbbf2466c54ceaa46c777589a717a"),
+        ("body/male/dark.png", "57f3b9c510482379aba9a32fc0de7d48e9cbe3dc40f2447283547f773b77ca72"),
+        ("body/male/dark2.png", "91e49453aeab5ebbb4fd2b48253812895dcfb4cb1829b84e24425c66de8f04ff"),
+        (
+            "legs/pants/male/white_pants_male.png",
+            "4ec356c488e272fde2d2d0d722b12a80217871e41161d43ba784caf243969ec2",
+        ),
+        (
+            "legs/armor/male/golden_greaves_male.png",
+            "0674312eaa4ab548f8bb31ef95d7dbd46b41555758cec51bd6c3e9fac9a0f936",
+        ),
+        (
+            "legs/pants/male/red_pants_male.png",
+            "3b464feb0d20ff34b0ca2a6d1fd00766ad86e2229c3d56ff91379fe27588a893",
+        ),
+        (
+            "legs/armor/male/metal_pants_male.png",
+            "b366e84ea0519d06cf693f51e0ee2f9ac32b3132d27c75dfdc4b6f52fca072de",
+        ),
+        (
+            "legs/pants/male/teal_pants_male.png",
+            "4ed7e7702e4f50b9692c0043be04b7296a108d85ea97230fb50d13c150d98771",
+        ),
+        (
+            "formal_male_no_th-sh/pants.png",
+            "a5c5e7e33f13fe5ad37b5836a5a74fb0d2094a0877c2146961b88688ff85840d",
+        ),
+        (
+            "torso/shirts/longsleeve/male/maroon_longsleeve.png",
+            "b917edcf2b3c35d51ef57a6fad67557c5edf048785bea29db09a640d09ac9a90",
+        ),
+        (
+            "torso/shirts/longsleeve/male/teal_longsleeve.png",
+            "e33c6cb31ed1268a2c0dc73b665b1c9b9420e22baf3321880222bdb22682368b",
+        ),
+        (
+            "torso/shirts/longsleeve/male/white_longsleeve.png",
+            "2b9b8fefa08894b7ea536cd62b86d494aefe6e54495c5c1d83460827b13b6448",
+        ),
+        ("torso/plate/chest_male.png", "807f5b628592f6747e2814be9435963069dba6c360577168c02f57bbe903433d"),
+        ("torso/leather/chest_male.png", "b51b17878503877e179ce4f9231713bf2b2d2d666c3ec9ee29f4e784469867a2"),
+        (
+            "formal_male_no_th-sh/shirt.png",
+            "d7e48182399dbb4ffc87fd111d506c4100a4734e17e953c086882f3e024d996c",
+        ),
+        ("formal_male_no_th-sh/tie.png", "286ac553b6e596e0362c6e84adc245e4e544c1ad00db9d837bcffe6754e71f64"),
+        ("hair/male/messy2/green2.png", "e4007b0635a239ad16cdebfe90759349ccc73dfc6836c9d19625714be185f43d"),
+        ("hair/male/longknot/blue2.png", "fa6369f84d3310705df6d8ca8c9d515a7d211e73d2826c50a9cb5bb285652c66"),
+        (
+            "hair/male/messy1/light-blonde.png",
+            "1b8046752be7233e829ebe9b11048e171d8d181ee6f68e07042b34f57bb8af0d",
+        ),
+        ("hair/male/bangs/white.png", "333783285c5fd94ff434ae5000d2da39aac7940269f173119eaa70d34c8acfa1"),
+        ("hair/male/plain/ruby-red.png", "24df8e9b291cbd444f6c4d12d35b3d43d909cd13f04e6401e0fd8ab10216d5a2"),
+        ("hair/male/jewfro/purple.png", "4dd471cc20e0b1cf71adcaab01c88598767e5cfe680adacdf560ca91574f17ae"),
+        (
+            "feet/armor/male/golden_boots_male.png",
+            "d56a561616a20a12030d2d40a52eeec63e6d048871bf3b6994221869362151f1",
+        ),
+        ("README.md", "a0c8f3add0f7b47f6f34b1d869c6752d26e4049ab9b87e4ce1b8bae75b703821"),
+        ("AUTHORS.txt", "288163a6c4e2d1df7b63f64250a937e6e143179550c9f2249d6673669f4780c3"),
+        ("cc-by-sa-3.0.txt", "f199af7e90e29e197a4be87b9a6d585a29ff5eae2b977503e590c4bd8fe6e8b3"),
+        ("gpl-3.0.txt", "8ceb4b9ee5adedde47b31e975c1d90c73ad27b6b165a1dcd80c7c545eb65b903"),
+    ),
+)
+
+SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES,)}
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _open_origin(source: Source, file: RemoteFile, mirror: Path | None) -> Iterator[tuple[BinaryIO, str]]:
+    """Open one file of `source` for reading; yield the stream and where it came from."""
+    if mirror is not None:
+        origin = mirror / source.name / file.path
+        if not origin.is_file():
+            raise DownloadError(
+                f"{origin} does not exist: point `mirror` at a folder holding "
+                f"{source.name}/{file.path}, or leave `mirror` unset to download it"
+            )
+        with open(origin, "rb") as stream:
+            yield stream, str(origin)
+        return
+    url = source.url_base + file.path
+    try:
+        response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
+    except (urllib.error.URLError, TimeoutError) as err:
+        raise DownloadError(
+            f"could not download {url} ({err}): check the network, or point `mirror` at a folder "
+            f"holding {source.name}/{file.path}"
+        ) from err
+    with response:
+        yield response, url
+
+
+def _fetch_file(source: Source, file: RemoteFile, target: Path, mirror: Path | None) -> None:
+    """Copy one file to `target` through a temporary name, keeping it only if its sha256 is the pinned one."""
+    with _open_origin(source, file, mirror) as (stream, origin), atomic_path(target) as tmp:
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, http.client.HTTPException) as err:
+            raise DownloadError(
+                f"{origin}: reading failed ({err}): fetch again, or point `mirror` at a folder holding "
+                f"{source.name}/{file.path}"
+            ) from err
+        actual = digest.hexdigest()
+        if actual != file.sha256:
+            # Raising inside `atomic_path` discards the temporary file, so no bad copy is left behind.
+            raise DownloadError(
+                f"{origin}: sha256 is {actual}, expected {file.sha256} for {source.name}/{file.path}: "
+                f"re-download it, or point `mirror` at a folder holding an intact {source.name}/{file.path}"
+            )
+
+
+def fetch_source(*, source: str, dest: Path | str, mirror: Path | str | None = None) -> Path:
+    """Fetch every file of `source` into `dest`, verified by sha256, and return the `dest/SHA256SUMS` path.
+
+    With `mirror`, files are copied from `mirror/<source>/<path>`; without it they are downloaded from
+    the source's pinned URL. Files already in `dest` with the right hash are kept as they are.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown data source {source!r}: known sources are {sorted(SOURCES)}")
+    spec = SOURCES[source]
+    dest = Path(dest)
+    mirror = None if mirror is None else Path(mirror)
+    for file in spec.files:
+        target = dest / file.path
+        if target.is_file() and sha256_file(target) == file.sha256:
+            logger.info("%s: already verified", target)
+            continue
+        if target.exists():
+            logger.warning("%s: sha256 differs from the pinned one, fetching it again", target)
+        _fetch_file(spec, file, target, mirror)
+        logger.info("%s: fetched and verified", target)
+    sums = dest / "SHA256SUMS"
+    with atomic_path(sums) as tmp:
+        tmp.write_text("".join(f"{file.sha256}  {file.path}\n" for file in spec.files))
+    logger.info("%s: %d files verified", sums, len(spec.files))
+    return sums
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=fetch_source.__doc__)
+    parser.add_argument("--source", required=True, choices=sorted(SOURCES))
+    parser.add_argument("--dest", required=True, type=Path)
+    parser.add_argument("--mirror", type=Path, default=None, help="folder holding <source>/<path> copies")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fetch_source(source=args.source, dest=args.dest, mirror=args.mirror)
+
+
+if __name__ == "__main__":
+    main()

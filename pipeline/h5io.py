@@ -1,0 +1,156 @@
+"""The HDF5 layout every seqdis dataset follows, and its readers and writers.
+
+A dataset file (`results/data/{dataset}.h5`):
+
+    /                      attrs: name, layout_version, frame_shape (T, H, W, C),
+                                  factors (JSON: {name: {"kind": "static"|"dynamic", "classes": [...]}})
+    /{split}/frames        uint8 (N, T, H, W, C), one chunk per sequence, gzip
+    /{split}/factors/{f}   int16 (N,) per sequence, or (N, T) per frame
+    /{split}/sequence_id   int32 (N,) identity of the source (Sprites: the character id)
+
+A label file (`results/labels/{dataset}_{labeler}.h5`) holds pseudo labels for the same sequences:
+
+    /                      attrs: dataset, labeler, and the labeler's settings
+    /labels/{split}/{name} any dtype, first axis N in the dataset's order
+
+Splits are named groups (`train`, `test`), so a reader never loads what it does not use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+LAYOUT_VERSION = 1
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    kind: str  # "static" (constant over a clip) or "dynamic" (changes over time)
+    classes: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split held in memory: frames stay uint8 until a batch is made."""
+
+    frames: np.ndarray  # (N, T, H, W, C) uint8
+    factors: dict[str, np.ndarray]  # name -> (N,) or (N, T)
+    sequence_id: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def write_dataset(
+    path: str | os.PathLike,
+    *,
+    name: str,
+    factors: list[Factor],
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    compression_level: int = 4,
+) -> None:
+    """Write a dataset file atomically. `splits[s]` holds `frames`, `sequence_id` and one array per factor."""
+    frame_shapes = {s: arrays["frames"].shape[1:] for s, arrays in splits.items()}
+    if len(set(frame_shapes.values())) != 1:
+        raise ValueError(f"{path}: splits disagree on the frame shape: {frame_shapes}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["name"] = name
+        f.attrs["layout_version"] = LAYOUT_VERSION
+        f.attrs["frame_shape"] = next(iter(frame_shapes.values()))
+        f.attrs["factors"] = json.dumps(
+            {fac.name: {"kind": fac.kind, "classes": list(fac.classes)} for fac in factors}
+        )
+        for split, arrays in splits.items():
+            group = f.create_group(split)
+            frames = np.asarray(arrays["frames"], dtype=np.uint8)
+            group.create_dataset(
+                "frames",
+                data=frames,
+                chunks=(1, *frames.shape[1:]),
+                compression="gzip",
+                compression_opts=compression_level,
+                shuffle=True,
+            )
+            group.create_dataset("sequence_id", data=np.asarray(arrays["sequence_id"], dtype=np.int32))
+            for fac in factors:
+                group.create_dataset(f"factors/{fac.name}", data=np.asarray(arrays[fac.name], dtype=np.int16))
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} does not exist: build it with the workflow (snakemake {path})")
+    return h5py.File(path, "r", locking=False)
+
+
+def read_factors(path: str | os.PathLike) -> list[Factor]:
+    with _open(path) as f:
+        meta = json.loads(f.attrs["factors"])
+    return [Factor(name, m["kind"], tuple(m["classes"])) for name, m in meta.items()]
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    with _open(path) as f:
+        return dict(f.attrs)
+
+
+def read_split(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
+    """Load one split into memory (the first `limit` sequences when given)."""
+    with _open(path) as f:
+        if split not in f:
+            raise KeyError(f"{path} has no split '{split}' (it has {sorted(f)}): rebuild the dataset")
+        group = f[split]
+        rows = slice(0, limit)
+        return Split(
+            frames=group["frames"][rows],
+            factors={name: ds[rows] for name, ds in group["factors"].items()},
+            sequence_id=group["sequence_id"][rows],
+        )
+
+
+def write_labels(
+    path: str | os.PathLike,
+    *,
+    attrs: Mapping[str, object],
+    labels: Mapping[str, Mapping[str, np.ndarray]],
+) -> None:
+    """Write pseudo labels atomically: `labels[split][name]` is an array whose first axis is N."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        for split, arrays in labels.items():
+            for name, array in arrays.items():
+                f.create_dataset(f"labels/{split}/{name}", data=array, compression="gzip")
+
+
+def read_labels(path: str | os.PathLike, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+    with _open(path) as f:
+        if f"labels/{split}" not in f:
+            raise KeyError(f"{path} has no labels for split '{split}': rerun the label rule")
+        return {name: ds[slice(0, limit)] for name, ds in f[f"labels/{split}"].items()}

@@ -1,0 +1,146 @@
+"""Stages `train_model` (a generative model variant) and `train_judge` (the classifier that scores it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+import models
+from pipeline import h5io
+from pipeline.config import resolve_device
+from pipeline.data import ClipSet, load_clips
+from pipeline.h5io import atomic_path
+from pipeline.training import TrainSettings, autocast, fit
+
+logger = logging.getLogger(__name__)
+
+
+def save_model(path: str | os.PathLike, family: str, model: nn.Module) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(
+            {"family": family, "config": dataclasses.asdict(model.config), "state_dict": model.state_dict()}, tmp
+        )
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} does not exist: train it first (snakemake {path})")
+    saved = torch.load(path, map_location=device, weights_only=False)
+    model = models.build(saved["family"], saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+def s3vae_config(config: dict, method: str, factors: tuple[h5io.Factor, ...], frame_shape) -> models.S3VAEConfig:
+    """The S3VAE config of one Table 1 row: shared architecture plus the variant's regulariser weights."""
+    T, H, W, C = (int(v) for v in frame_shape)
+    grid = config["flow"]["grid"]
+    return models.S3VAEConfig(
+        in_channels=C,
+        image_size=H,
+        conv_channels=tuple(config["model"]["conv_channels"]),
+        frame_dim=config["model"]["frame_dim"],
+        hidden_dim=config["model"]["hidden_dim"],
+        static_dim=config["model"]["static_dim"],
+        dynamic_dim=config["model"]["dynamic_dim"],
+        dfp_classes=grid * grid,
+        static_classes={f.name: f.n_classes for f in factors if f.kind == "static"},
+        dynamic_classes={f.name: f.n_classes for f in factors if f.kind == "dynamic"},
+        **config["variants"][method],
+    )
+
+
+def _settings(config: dict, section: str) -> TrainSettings:
+    part = config[section]
+    return TrainSettings(
+        epochs=part["epochs"],
+        batch_size=part["batch_size"],
+        lr=part["lr"],
+        bf16=part["bf16"],
+        compile=part.get("compile", False),
+        device=resolve_device(config["device"]),
+        seed=config["seed"],
+    )
+
+
+def train_model(*, dataset: str, labels: str, output: str, config: dict, method: str) -> None:
+    """Train S3VAE variant `method` on `dataset` (with its flow labels); write the model to `output`.
+
+    The run directory beside `output` keeps the resumable checkpoint, metrics.csv and TensorBoard logs.
+    """
+    torch.manual_seed(config["seed"])
+    train_set = load_clips(dataset, "train", labels=labels, limit=config["train"]["max_sequences"])
+    test_set = load_clips(dataset, "test", labels=labels, limit=config["evaluate"]["max_sequences"])
+    model_config = s3vae_config(config, method, train_set.factors, h5io.read_attrs(dataset)["frame_shape"])
+    model = models.S3VAE(model_config)
+    n_train = len(train_set)
+
+    def loss_fn(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        return net.loss(x, net(x), targets, dataset_size=n_train)
+
+    settings = _settings(config, "train")
+    logger.info("training %s on %d clips: %s", method, n_train, model_config)
+    run_config = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(settings)}
+    fit(
+        model=model, loss_fn=loss_fn, train_set=train_set, test_set=test_set,
+        settings=settings, run_dir=Path(output).parent / "run", run_config=run_config,
+    )
+    save_model(output, "s3vae", model)
+
+
+def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+    logits = net(x)
+    terms = {f"ce_{name}": F.cross_entropy(out, targets[name]) for name, out in logits.items()}
+    terms["loss"] = sum(terms.values())
+    return terms
+
+
+@torch.no_grad()
+def judge_accuracy(judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool) -> dict[str, float]:
+    """Accuracy of each judge head on real clips."""
+    correct = {name: 0 for name in judge.config.heads}
+    for x, targets in data.batches(batch_size, shuffle=False, device=device):
+        with autocast(device, bf16):
+            logits = judge(x)
+        for name, out in logits.items():
+            correct[name] += (out.argmax(-1) == targets[name]).sum().item()
+    return {name: n / len(data) for name, n in correct.items()}
+
+
+def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> None:
+    """Train the judge on the real training split; write it and its per-head test accuracy (CSV)."""
+    torch.manual_seed(config["seed"])
+    train_set = load_clips(dataset, "train")
+    test_set = load_clips(dataset, "test")
+    T, H, W, C = (int(v) for v in h5io.read_attrs(dataset)["frame_shape"])
+    part = config["judge"]
+    judge_config = models.JudgeConfig(
+        in_channels=C,
+        image_size=H,
+        conv_channels=tuple(part["conv_channels"]),
+        frame_dim=part["frame_dim"],
+        hidden_dim=part["hidden_dim"],
+        heads={f.name: f.n_classes for f in train_set.factors},
+    )
+    judge = models.Judge(judge_config)
+    settings = _settings(config, "judge")
+    run_config = {"model": dataclasses.asdict(judge_config), "train": dataclasses.asdict(settings)}
+    fit(
+        model=judge, loss_fn=judge_loss, train_set=train_set, test_set=test_set,
+        settings=settings, run_dir=Path(output).parent / "run", run_config=run_config,
+    )
+    judge.eval()
+    scores = judge_accuracy(judge, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16)
+    logger.info("judge test accuracy: %s", scores)
+    save_model(output, "judge", judge)
+    name = str(h5io.read_attrs(dataset)["name"])
+    table = pd.DataFrame({"dataset": name, "head": list(scores), "accuracy": list(scores.values()), "n": len(test_set)})
+    with atomic_path(accuracy) as tmp:
+        table.to_csv(tmp, index=False)

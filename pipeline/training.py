@@ -1,0 +1,194 @@
+"""The training loop every model shares: seeded, resumable, logged (torchvision references / dinov2 shape).
+
+`fit` runs `train_one_epoch` and `evaluate` per epoch and writes, in `run_dir`:
+- `checkpoint.pt`: model, optimiser, scheduler, epoch, step and config, after every epoch (atomically);
+- `metrics.csv` and `tensorboard/`: every loss term per epoch for both splits.
+A rerun with the same config resumes after the last finished epoch. Each epoch reseeds torch from
+(seed, epoch), so a resumed run follows the same data order and noise as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from pipeline.data import ClipSet
+from pipeline.h5io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Tensor, dict[str, Tensor]], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    bf16: bool = False
+    compile: bool = False
+    device: str = "cpu"
+    seed: int = 0
+
+
+def autocast(device: str, bf16: bool):
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
+    return {name: value / max(count, 1) for name, value in sums.items()}
+
+
+def train_one_epoch(model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int):
+    model.train()
+    generator = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
+    sums: dict[str, float] = {}
+    count = 0
+    n_batches = len(data) // s.batch_size
+    bar = tqdm(
+        data.batches(s.batch_size, shuffle=True, generator=generator, device=s.device, drop_last=True),
+        total=n_batches, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", mininterval=5, leave=False,
+    )
+    for x, targets in bar:
+        with autocast(s.device, s.bf16):
+            terms = loss_fn(model, x, targets)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} in epoch {epoch + 1}: {terms}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
+        optimizer.step()
+        scheduler.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item() * len(x)
+        count += len(x)
+        bar.set_postfix(loss=f"{loss.item():.1f}", refresh=False)
+    return _mean_terms(sums, count)
+
+
+@torch.no_grad()
+def evaluate(model, loss_fn: LossFn, data: ClipSet, s: TrainSettings) -> dict[str, float]:
+    model.eval()
+    sums: dict[str, float] = {}
+    for x, targets in data.batches(s.batch_size, shuffle=False, device=s.device):
+        with autocast(s.device, s.bf16):
+            terms = loss_fn(model, x, targets)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item() * len(x)
+    return _mean_terms(sums, len(data))
+
+
+class MetricsLog:
+    """metrics.csv (one row per epoch and split) plus TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / "metrics.csv"
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, epoch: int, split: str, terms: dict[str, float], seconds: float) -> None:
+        row = {"epoch": epoch, "split": split, "seconds": round(seconds, 2), **terms}
+        exists = self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if not exists:
+                writer.writeheader()
+            writer.writerow(row)
+        for name, value in terms.items():
+            self.tensorboard.add_scalar(f"{split}/{name}", value, epoch)
+        self.tensorboard.flush()
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def fit(
+    *,
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_set: ClipSet,
+    test_set: ClipSet,
+    settings: TrainSettings,
+    run_dir: str | os.PathLike,
+    run_config: dict,
+) -> nn.Module:
+    """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
+    s = settings
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(s.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    steps_per_epoch = max(len(train_set) // s.batch_size, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (s.epochs * steps_per_epoch), 1.0)))
+    )
+    fingerprint = json.dumps(run_config, sort_keys=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    start_epoch = 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=s.device, weights_only=False)
+        if state["config"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch = state["epoch"]
+            logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
+        else:
+            logger.warning("%s was made with another config: starting afresh", checkpoint_path)
+            checkpoint_path.unlink()
+            (run_dir / "metrics.csv").unlink(missing_ok=True)
+    if start_epoch == 0:
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+
+    step_model = torch.compile(model) if s.compile else model
+    log = MetricsLog(run_dir)
+    for epoch in range(start_epoch, s.epochs):
+        torch.manual_seed(s.seed * 100_003 + epoch)
+        started = time.perf_counter()
+        try:
+            train_terms = train_one_epoch(step_model, loss_fn, train_set, optimizer, scheduler, s, epoch)
+        except FloatingPointError as err:
+            raise FloatingPointError(
+                f"{err}. The last good state is {checkpoint_path} (epoch {epoch}); lower train.lr or turn off"
+                " train.bf16, then rerun to resume from it."
+            ) from err
+        train_seconds = time.perf_counter() - started
+        test_terms = evaluate(step_model, loss_fn, test_set, s)
+        log.write(epoch + 1, "train", train_terms, train_seconds)
+        log.write(epoch + 1, "test", test_terms, time.perf_counter() - started - train_seconds)
+        logger.info(
+            "epoch %d/%d: train loss %.2f, test loss %.2f, %.0f clips/s",
+            epoch + 1, s.epochs, train_terms["loss"], test_terms["loss"],
+            steps_per_epoch * s.batch_size / train_seconds,
+        )
+        _save_checkpoint(
+            checkpoint_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps_per_epoch,
+                "config": fingerprint,
+            },
+        )
+    log.tensorboard.close()
+    return model

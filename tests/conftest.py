@@ -1,0 +1,31 @@
+"""Shared fixtures: the local data mirror and a verified copy of the LPC sheets fetched from it once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.download import fetch_source
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """Folder holding one sub-folder per data source (`SEQDIS_MIRROR`, else ../shared/data)."""
+    path = Path(os.environ.get("SEQDIS_MIRROR", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"no data mirror at {path}: set SEQDIS_MIRROR to a folder holding lpc-sprites/ etc.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lpc_sprites(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The LPC sheets, fetched from the mirror and verified, in a folder shared by the whole session."""
+    if not (mirror / "lpc-sprites").is_dir():
+        pytest.skip(f"the mirror {mirror} has no lpc-sprites/ folder")
+    dest = tmp_path_factory.mktemp("lpc-sprites")
+    fetch_source(source="lpc-sprites", dest=dest, mirror=mirror)
+    return dest

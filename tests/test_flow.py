@@ -1,0 +1,175 @@
+"""Flow labels on a synthetic clip whose motion is known: a textured bar moving right by 2 px a frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.optical_flow import raft_small
+
+from pipeline import flow, h5io
+
+T, SIZE, STEP = 4, 64, 2
+# The bar stays inside cells (1, 1) and (1, 2) of a 4 x 4 grid in every frame: DIS smooths flow into the
+# textureless background, so a bar entering a third cell would blur which cells move most.
+TOP, HEIGHT, LEFT, WIDTH = 20, 12, 18, 24
+
+
+def bar_left(t: int) -> int:
+    return LEFT + STEP * t
+
+
+def moving_bar(seed: int = 0) -> np.ndarray:
+    """(1, T, 64, 64, 3) uint8: a noise-textured bar on black, moving right by STEP px per frame."""
+    texture = np.random.default_rng(seed).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frames = np.zeros((1, T, SIZE, SIZE, 3), dtype=np.uint8)
+    for t in range(T):
+        frames[0, t, TOP : TOP + HEIGHT, bar_left(t) : bar_left(t) + WIDTH] = texture
+    return frames
+
+
+def bar_cells(t: int, *, grid: int, k: int) -> set[int]:
+    """The k cells holding most of the bar in frame t: where the motion is."""
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[TOP : TOP + HEIGHT, bar_left(t) : bar_left(t) + WIDTH] = True
+    cell = SIZE // grid
+    counts = mask.reshape(grid, cell, grid, cell).sum(axis=(1, 3)).ravel()
+    return set(np.argsort(-counts, kind="stable")[:k].tolist())
+
+
+@pytest.fixture(scope="module")
+def dis_flow() -> np.ndarray:
+    return flow.compute_flow(moving_bar(), backend="dis")
+
+
+def test_dis_flow_follows_the_bar(dis_flow):
+    assert dis_flow.shape == (1, T - 1, SIZE, SIZE, 2) and dis_flow.dtype == np.float32
+    for t in range(T - 1):
+        # A 3 px margin keeps the bar's edges, where the flow is smoothed into the background, out.
+        inside = dis_flow[0, t, TOP + 3 : TOP + HEIGHT - 3, bar_left(t) + 3 : bar_left(t) + WIDTH - 3]
+        assert np.median(inside[..., 0]) == pytest.approx(STEP, abs=0.25)
+        assert np.abs(np.median(inside[..., 1])) < 0.25
+        far = dis_flow[0, t, 52:]  # 20 px below the bar
+        assert np.linalg.norm(far, axis=-1).max() < 0.25
+
+
+def test_topk_cells_pick_the_moving_cells(dis_flow):
+    grid, k = 4, 2
+    cells, magnitude = flow.topk_cells(dis_flow, grid=grid, topk=k)
+    assert cells.shape == (1, T, k) and cells.dtype == np.int16
+    assert magnitude.shape == (1, T, grid, grid) and magnitude.dtype == np.float32
+    for t in range(T):
+        assert set(cells[0, t].tolist()) == bar_cells(min(t, T - 2), grid=grid, k=k)
+        picked = magnitude[0, t].ravel()[cells[0, t]]
+        assert np.all(np.diff(picked) <= 0)  # by decreasing magnitude
+        assert picked.min() >= np.delete(magnitude[0, t].ravel(), cells[0, t]).max()
+
+
+def test_topk_cells_on_a_hand_made_field():
+    # 2 x 2 grid of 4 x 4 cells; each cell holds one constant vector, so its mean magnitude is exact.
+    vectors = np.array(
+        [
+            [[(3, 4), (0, 1)], [(0, 0), (6, 8)]],  # pair 0: magnitudes 5, 1, 0, 10
+            [[(0, 2), (0, 0)], [(2, 0), (0, 7)]],  # pair 1: magnitudes 2, 0, 2, 7 (a tie: lower index first)
+        ],
+        dtype=np.float32,
+    )  # (T-1, G, G, 2)
+    field = vectors.repeat(4, axis=1).repeat(4, axis=2)[None]  # (1, T-1=2, 8, 8, 2)
+    cells, magnitude = flow.topk_cells(field, grid=2, topk=3)
+    np.testing.assert_array_equal(cells[0], [[3, 0, 1], [3, 0, 2], [3, 0, 2]])
+    np.testing.assert_allclose(magnitude[0, 0], [[5, 1], [0, 10]])
+    np.testing.assert_allclose(magnitude[0, 1], [[2, 0], [2, 7]])
+
+
+def test_last_frame_reuses_the_last_pair():
+    rng = np.random.default_rng(1)
+    field = rng.normal(size=(2, 3, 8, 8, 2)).astype(np.float32)
+    cells, magnitude = flow.topk_cells(field, grid=4, topk=5)
+    assert cells.shape == (2, 4, 5)
+    np.testing.assert_array_equal(cells[:, -1], cells[:, -2])
+    np.testing.assert_array_equal(magnitude[:, -1], magnitude[:, -2])
+    assert not np.array_equal(magnitude[:, 0], magnitude[:, 1])
+
+
+@pytest.mark.parametrize(("shape", "grid", "topk"), [((1, 1, 60, 64, 2), 8, 1), ((1, 1, 8, 8, 2), 2, 5)])
+def test_topk_cells_rejects_bad_settings(shape, grid, topk):
+    with pytest.raises(ValueError, match=f"flow.(grid={grid}|topk={topk})"):
+        flow.topk_cells(np.zeros(shape, dtype=np.float32), grid=grid, topk=topk)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="'farneback'"):
+        flow.compute_flow(moving_bar(), backend="farneback")
+
+
+def test_label_flow_end_to_end(tmp_path):
+    sizes = {"train": 3, "test": 2}
+    splits = {
+        split: {
+            "frames": np.concatenate([moving_bar(seed) for seed in range(n)]),
+            "sequence_id": np.arange(n),
+            "dummy": np.zeros(n),
+        }
+        for split, n in sizes.items()
+    }
+    dataset, output = tmp_path / "tiny.h5", tmp_path / "labels" / "tiny_flow.h5"
+    factors = [h5io.Factor("dummy", "static", ("only",))]
+    h5io.write_dataset(dataset, name="tiny", factors=factors, splits=splits)
+
+    flow.label_flow(dataset=dataset, output=output, grid=4, topk=3, chunk=2)
+
+    attrs = h5io.read_attrs(output)
+    assert attrs["dataset"] == "tiny" and attrs["labeler"] == "flow-dis" and attrs["backend"] == "dis"
+    assert (attrs["grid"], attrs["topk"]) == (4, 3)
+    for split, n in sizes.items():
+        labels = h5io.read_labels(output, split)
+        assert labels["flow_topk"].shape == (n, T, 3) and labels["flow_topk"].dtype == np.int16
+        assert labels["flow_magnitude"].shape == (n, T, 4, 4) and labels["flow_magnitude"].dtype == np.float16
+        for t in range(T):
+            assert set(labels["flow_topk"][0, t, :2].tolist()) == bar_cells(min(t, T - 2), grid=4, k=2)
+
+
+def test_label_flow_checks_the_grid_first(tmp_path):
+    splits = {s: {"frames": moving_bar(), "sequence_id": [0], "dummy": [0]} for s in ("train", "test")}
+    h5io.write_dataset(
+        tmp_path / "tiny.h5", name="tiny", factors=[h5io.Factor("dummy", "static", ("only",))], splits=splits
+    )
+    with pytest.raises(ValueError, match="flow.grid=5"):
+        flow.label_flow(dataset=tmp_path / "tiny.h5", output=tmp_path / "out.h5", grid=5, topk=1)
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_load_raft_without_weights_explains_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        flow.load_raft("raft_small")
+    message = str(err.value)
+    assert flow.RAFT_WEIGHTS["raft_small"].url in message
+    assert str(tmp_path / "checkpoints") in message
+    assert "flow.backend: dis" in message and "flow.raft_weights" in message
+
+
+def test_load_raft_rejects_wrong_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="flow.raft_weights"):
+        flow.load_raft("raft_small", tmp_path / "missing.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not weights")
+    with pytest.raises(ValueError, match="not a PyTorch state dict"):
+        flow.load_raft("raft_small", junk)
+    # A file under torchvision's name must match the sha256 prefix in that name.
+    damaged = tmp_path / flow.raft_cache_path("raft_small").name
+    damaged.write_text("truncated")
+    with pytest.raises(ValueError, match="sha256"):
+        flow.load_raft("raft_small", damaged)
+
+
+def test_raft_small_runs_on_a_tiny_clip(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small_random.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    with pytest.raises(ValueError, match="does not hold raft_large weights"):
+        flow.load_raft("raft_large", weights)
+    frames = moving_bar()[:, :2]  # N=1, T=2, 64 x 64: upsampled to RAFT's 128 px minimum and back
+    result = flow.compute_flow(frames, backend="raft_small", raft_weights=weights)
+    assert result.shape == (1, 1, SIZE, SIZE, 2) and result.dtype == np.float32
+    assert np.isfinite(result).all()

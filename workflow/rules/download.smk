@@ -1,0 +1,14 @@
+rule download_source:
+    """Fetch one source's files (from `mirror` when set), verify every sha256, list them in SHA256SUMS."""
+    output:
+        "resources/{source}/SHA256SUMS",
+    log:
+        "logs/download_source/{source}.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    params:
+        mirror=config["mirror"],
+    script:
+        "../scripts/download_source.py"

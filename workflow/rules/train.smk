@@ -1,0 +1,46 @@
+rule train_judge:
+    """Train the judge (conv encoder + bidirectional LSTM, a head per factor) on real training clips."""
+    input:
+        dataset="results/data/{dataset}.h5",
+    output:
+        judge="results/judges/{dataset}/judge.pt",
+        accuracy=report("results/judges/{dataset}/accuracy.csv", category="Judge"),
+    log:
+        "logs/train_judge/{dataset}.log",
+    benchmark:
+        "benchmarks/train_judge/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        judge=config["judge"],
+    script:
+        "../scripts/train_judge.py"
+
+
+rule train_model:
+    """Train one S3VAE variant (a Table 1 row); resumes from run/checkpoint.pt when rerun."""
+    input:
+        dataset="results/data/{dataset}.h5",
+        labels="results/labels/{dataset}/flow.h5",
+    output:
+        "results/models/{dataset}/{method}/model.pt",
+    log:
+        "logs/train_model/{dataset}_{method}.log",
+    benchmark:
+        "benchmarks/train_model/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        model=config["model"],
+        train=config["train"],
+        variant=lambda wildcards: config["variants"][wildcards.method],
+    script:
+        "../scripts/train_model.py"

@@ -1,0 +1,13 @@
+from pipeline.evaluate import evaluate_model
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    evaluate_model,
+    model=snakemake.input.model,
+    judge=snakemake.input.judge,
+    dataset=snakemake.input.dataset,
+    output=snakemake.output[0],
+    config=snakemake.config,
+    method=snakemake.wildcards.method,
+)

@@ -1,0 +1,12 @@
+from pipeline.stage import run_stage
+from pipeline.tables import make_table1
+
+run_stage(
+    snakemake,
+    make_table1,
+    metrics=list(snakemake.input.metrics),
+    judges=list(snakemake.input.judges),
+    published=snakemake.input.published,
+    output_csv=snakemake.output.csv,
+    output_md=snakemake.output.md,
+)

@@ -1,0 +1,13 @@
+from pipeline.figures import plot_figures
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    plot_figures,
+    model=snakemake.input.model,
+    dataset=snakemake.input.dataset,
+    swap=snakemake.output.swap,
+    generation=snakemake.output.generation,
+    config=snakemake.config,
+    method=snakemake.wildcards.method,
+)

@@ -1,0 +1,12 @@
+from pipeline.stage import run_stage
+from pipeline.train import train_model
+
+run_stage(
+    snakemake,
+    train_model,
+    dataset=snakemake.input.dataset,
+    labels=snakemake.input.labels,
+    output=snakemake.output[0],
+    config=snakemake.config,
+    method=snakemake.wildcards.method,
+)
