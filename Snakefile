@@ -20,7 +20,9 @@ configfile: "config.yaml"
 
 
 # The preset and any --config/--configfile keys are merged and the result validated before any rule runs.
-_resolved = resolve(config, workflow.config_settings.overwrite_config)
+_resolved = resolve(
+    config, workflow.config_settings.overwrite_config, source="config.yaml + --config"
+)
 config.clear()
 config.update(_resolved)
 
@@ -35,7 +37,7 @@ include: "workflow/rules/tables.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/tables/table1.csv",
         figures_of_all_models,
-    default_target: True

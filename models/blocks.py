@@ -77,10 +77,16 @@ class FrameEncoder(nn.Module):
         super().__init__()
         final = image_size // 2 ** len(channels)
         if final < 1 or final * 2 ** len(channels) != image_size:
-            raise ValueError(f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)")
+            raise ValueError(
+                f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)"
+            )
         widths = (in_channels, *channels)
-        self.convs = nn.Sequential(*[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(zip(widths, widths[1:]))])
-        self.proj = nn.Sequential(nn.Linear(channels[-1] * final * final, out_dim), nn.LeakyReLU(0.2, inplace=True))
+        self.convs = nn.Sequential(
+            *[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False))]
+        )
+        self.proj = nn.Sequential(
+            nn.Linear(channels[-1] * final * final, out_dim), nn.LeakyReLU(0.2, inplace=True)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C, H, W = x.shape
@@ -100,7 +106,7 @@ class FrameDecoder(nn.Module):
         self.proj = nn.Sequential(
             nn.Linear(in_dim, widths[0] * self.start**2), nn.LeakyReLU(0.2, inplace=True)
         )
-        ups = [_up(a, b) for a, b in zip(widths, widths[1:])]
+        ups = [_up(a, b) for a, b in zip(widths, widths[1:], strict=False)]
         last = nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1)
         self.deconvs = nn.Sequential(*ups, last)
 

@@ -1,4 +1,4 @@
-"""The judge: a classifier trained on real clips that scores generated ones (S3VAE section 5, DSVAE section 4.1).
+"""The judge: a classifier trained on real clips that scores generated ones (S3VAE sec. 5, DSVAE sec. 4.1).
 
 A conv frame encoder, a bidirectional LSTM over time, and one linear head per labelled factor.
 """

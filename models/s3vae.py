@@ -5,7 +5,7 @@ A sequence x_1:T is encoded into one static latent z_f (from the whole clip) and
 p(z_f) = N(0, I) and a learned LSTM prior p(z_t | z_<t). Training maximises the ELBO (Eq. 5) plus three
 regularisers, each switched off by a zero weight:
 
-- L_SCC (Eq. 6): triplet loss on z_f; the positive is the same clip shuffled in time, the negative another clip.
+- L_SCC (Eq. 6): triplet loss on z_f; positive = the same clip shuffled in time, negative = another clip.
 - L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels (top-k optical-flow cells per frame).
 - L_MI (Eq. 7-8): a minibatch estimate of I(z_f; z_1:T), penalised.
 
@@ -86,7 +86,9 @@ def mutual_information(
     # log q(sample_i | x_j) for every pair, summed over dimensions: (M, M)
     log_q_static = Gaussian(static.mean[None], static.logvar[None]).log_prob(static_sample[:, None]).sum(-1)
     dyn_mean, dyn_logvar = dynamic.mean.flatten(1), dynamic.logvar.flatten(1)  # (M, T*D_z)
-    log_q_dynamic = Gaussian(dyn_mean[None], dyn_logvar[None]).log_prob(dynamic_sample.flatten(1)[:, None]).sum(-1)
+    log_q_dynamic = (
+        Gaussian(dyn_mean[None], dyn_logvar[None]).log_prob(dynamic_sample.flatten(1)[:, None]).sum(-1)
+    )
 
     if estimator == "mws":
         log_weights = torch.full((M, M), -math.log(dataset_size * M), device=static_sample.device)
@@ -117,14 +119,20 @@ class S3VAE(nn.Module):
         self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
         self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim)
-        self.decoder = FrameDecoder(c.static_dim + c.dynamic_dim, c.in_channels, c.image_size, c.conv_channels)
+        self.decoder = FrameDecoder(
+            c.static_dim + c.dynamic_dim, c.in_channels, c.image_size, c.conv_channels
+        )
         self.dfp_head = mlp(c.dynamic_dim, c.hidden_dim, c.dfp_classes) if c.dfp_weight > 0 else None
         use_labels = c.supervised_weight > 0
         self.static_label_heads = nn.ModuleDict(
-            {name: mlp(c.static_dim, c.hidden_dim, n) for name, n in c.static_classes.items()} if use_labels else {}
+            {name: mlp(c.static_dim, c.hidden_dim, n) for name, n in c.static_classes.items()}
+            if use_labels
+            else {}
         )
         self.dynamic_label_heads = nn.ModuleDict(
-            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_classes.items()} if use_labels else {}
+            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_classes.items()}
+            if use_labels
+            else {}
         )
 
     # --- inference network -------------------------------------------------------------------------
@@ -169,11 +177,13 @@ class S3VAE(nn.Module):
         )
 
     # --- objective ---------------------------------------------------------------------------------
-    def loss(self, x: Tensor, out: S3VAEOutput, targets: dict[str, Tensor], dataset_size: int) -> dict[str, Tensor]:
+    def loss(
+        self, x: Tensor, out: S3VAEOutput, targets: dict[str, Tensor], dataset_size: int
+    ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
         `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP and one (B,) class tensor per factor
-        for the ground-truth heads. The pixel likelihood is a unit-scale Gaussian, i.e. a summed squared error.
+        for the ground-truth heads. The pixel likelihood is a fixed-variance Gaussian: a summed squared error.
         """
         c = self.config
         B, T = x.shape[:2]
@@ -195,7 +205,7 @@ class S3VAE(nn.Module):
         if c.dfp_weight > 0:
             logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G)
             hot = torch.zeros_like(logits).scatter_(-1, targets["flow_topk"].long(), 1.0)  # (B, T, G*G)
-            terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / (B * T)
+            terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / B
             total = total + c.dfp_weight * terms["dfp"]
 
         if c.mi_weight > 0:
@@ -211,9 +221,8 @@ class S3VAE(nn.Module):
             )
             for name, head in self.dynamic_label_heads.items():
                 logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
-                supervised = supervised + F.cross_entropy(
-                    logits.flatten(0, 1), targets[name].long().repeat_interleave(T)
-                )
+                per_frame = targets[name].long().repeat_interleave(T)  # (B*T,)
+                supervised = supervised + T * F.cross_entropy(logits.flatten(0, 1), per_frame)
             terms["supervised"] = supervised
             total = total + c.supervised_weight * supervised
 

@@ -41,12 +41,15 @@ def validate(config: Mapping, source: str = "config") -> None:
     if errors:
         lines = [f"  {'/'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
         raise ConfigError(
-            f"{source} does not match {SCHEMA.relative_to(ROOT)}:\n" + "\n".join(lines)
+            f"{source} does not match {SCHEMA.relative_to(ROOT)}:\n"
+            + "\n".join(lines)
             + "\nFix the key or value (each property of the schema has a description)."
         )
     unknown = [m for m in config["methods"] if m not in config["variants"]]
     if unknown:
-        raise ConfigError(f"{source}: methods {unknown} are not defined under 'variants' ({sorted(config['variants'])})")
+        raise ConfigError(
+            f"{source}: methods {unknown} are not defined under 'variants' ({sorted(config['variants'])})"
+        )
 
 
 def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "config.yaml") -> dict:
@@ -76,5 +79,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for, but torch sees no CUDA device; set device: auto or cpu")
+        raise ConfigError(
+            "device: cuda was asked for, but torch sees no CUDA device; set device: auto or cpu"
+        )
     return name

@@ -69,7 +69,7 @@ def load_clips(
         for name, a in h5io.read_labels(labels, split, limit).items():
             if len(a) != len(arrays):
                 raise ValueError(
-                    f"{labels} has {len(a)} '{name}' labels for split '{split}' but {dataset} has {len(arrays)} clips:"
+                    f"{labels} has {len(a)} '{name}' labels for '{split}', {dataset} has {len(arrays)} clips:"
                     " the labels are stale, rerun the label rule (snakemake --forcerun label_flow)"
                 )
             targets[name] = torch.from_numpy(np.ascontiguousarray(a))

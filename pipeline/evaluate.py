@@ -57,7 +57,9 @@ def judge_generations(model, judge, data, *, keep: str, batch_size: int, device:
     return {name: np.concatenate(chunks) for name, chunks in probs.items()}
 
 
-def score_run(probs: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray], factors) -> dict[str, float]:
+def score_run(
+    probs: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray], factors
+) -> dict[str, float]:
     """Metrics of one repeat from the judge's outputs in both directions."""
     dynamic = [f.name for f in factors if f.kind == "dynamic"]
     static = [f.name for f in factors if f.kind == "static"]
@@ -94,7 +96,12 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
         torch.manual_seed(config["seed"] * 1000 + repeat)
         probs = {
             keep: judge_generations(
-                net, judge_net, data, keep=keep, batch_size=part["batch_size"], device=device,
+                net,
+                judge_net,
+                data,
+                keep=keep,
+                batch_size=part["batch_size"],
+                device=device,
                 bf16=config["train"]["bf16"],
             )
             for keep in DIRECTIONS

@@ -25,7 +25,9 @@ def save_clip_grid(path: str, rows: list[np.ndarray], labels: list[str], title: 
     """One clip per row (T, H, W, C uint8), frames left to right, a label left of each row."""
     strip = np.concatenate([np.concatenate(list(clip), axis=1) for clip in rows], axis=0)
     height = rows[0].shape[1]
-    fig, ax = plt.subplots(figsize=(strip.shape[1] / 64 * 0.9 + 1.8, strip.shape[0] / 64 * 0.9 + 0.5), dpi=110)
+    fig, ax = plt.subplots(
+        figsize=(strip.shape[1] / 64 * 0.9 + 1.8, strip.shape[0] / 64 * 0.9 + 0.5), dpi=110
+    )
     ax.imshow(strip)
     ax.set_yticks([height * (i + 0.5) for i in range(len(rows))], labels, fontsize=8)
     ax.set_xticks([])

@@ -36,4 +36,7 @@ def balanced_subset(labels: np.ndarray) -> np.ndarray:
 
 def mean_std(runs: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
     """Mean and (population) standard deviation of every metric over repeated runs."""
-    return {name: (float(np.mean([r[name] for r in runs])), float(np.std([r[name] for r in runs]))) for name in runs[0]}
+    return {
+        name: (float(np.mean([r[name] for r in runs])), float(np.std([r[name] for r in runs])))
+        for name in runs[0]
+    }

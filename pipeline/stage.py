@@ -12,12 +12,15 @@ def setup_logging(log_path: str | None = None) -> None:
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        handlers=handlers,
+        force=True,
     )
 
 
 def run_stage(smk, stage: Callable, **kwargs) -> None:
-    """Run `stage(**kwargs)` for a Snakemake `script:` job; a failure is logged with its traceback, then raised."""
+    """Run `stage(**kwargs)` in a Snakemake `script:` job; a failure is logged with its traceback."""
     setup_logging(smk.log[0] if smk.log else None)
     import torch
 

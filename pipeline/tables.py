@@ -25,7 +25,9 @@ def markdown_table1(ours: pd.DataFrame, published: pd.DataFrame, judges: pd.Data
             lines.append("| " + " | ".join([f"ours: {method}"] + [cells.get(m, "") for m in metrics]) + " |")
         for method, part in published[published["dataset"] == dataset].groupby("method", sort=False):
             cells = {r.metric: f"{r.value:.4f}" for r in part.itertuples()}
-            lines.append("| " + " | ".join([f"published: {method}"] + [cells.get(m, "") for m in metrics]) + " |")
+            lines.append(
+                "| " + " | ".join([f"published: {method}"] + [cells.get(m, "") for m in metrics]) + " |"
+            )
         n = int(rows["n"].iloc[0])
         lines += [
             "",
@@ -34,7 +36,12 @@ def markdown_table1(ours: pd.DataFrame, published: pd.DataFrame, judges: pd.Data
             "values as printed in the paper (source column of table1.csv), no std.",
             "",
         ]
-    lines += ["## Judge test accuracy (real clips)", "", "| dataset | head | accuracy | n |", "|---|---|---|---|"]
+    lines += [
+        "## Judge test accuracy (real clips)",
+        "",
+        "| dataset | head | accuracy | n |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r.dataset} | {r.head} | {r.accuracy:.4f} | {r.n} |" for r in judges.itertuples()]
     return "\n".join(lines) + "\n"
 

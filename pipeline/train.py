@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 def save_model(path: str | os.PathLike, family: str, model: nn.Module) -> None:
     with atomic_path(path) as tmp:
         torch.save(
-            {"family": family, "config": dataclasses.asdict(model.config), "state_dict": model.state_dict()}, tmp
+            {"family": family, "config": dataclasses.asdict(model.config), "state_dict": model.state_dict()},
+            tmp,
         )
 
 
@@ -38,7 +39,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
-def s3vae_config(config: dict, method: str, factors: tuple[h5io.Factor, ...], frame_shape) -> models.S3VAEConfig:
+def s3vae_config(
+    config: dict, method: str, factors: tuple[h5io.Factor, ...], frame_shape
+) -> models.S3VAEConfig:
     """The S3VAE config of one Table 1 row: shared architecture plus the variant's regulariser weights."""
     T, H, W, C = (int(v) for v in frame_shape)
     grid = config["flow"]["grid"]
@@ -89,8 +92,13 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
     logger.info("training %s on %d clips: %s", method, n_train, model_config)
     run_config = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(settings)}
     fit(
-        model=model, loss_fn=loss_fn, train_set=train_set, test_set=test_set,
-        settings=settings, run_dir=Path(output).parent / "run", run_config=run_config,
+        model=model,
+        loss_fn=loss_fn,
+        train_set=train_set,
+        test_set=test_set,
+        settings=settings,
+        run_dir=Path(output).parent / "run",
+        run_config=run_config,
     )
     save_model(output, "s3vae", model)
 
@@ -103,7 +111,9 @@ def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[st
 
 
 @torch.no_grad()
-def judge_accuracy(judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool) -> dict[str, float]:
+def judge_accuracy(
+    judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool
+) -> dict[str, float]:
     """Accuracy of each judge head on real clips."""
     correct = {name: 0 for name in judge.config.heads}
     for x, targets in data.batches(batch_size, shuffle=False, device=device):
@@ -133,14 +143,23 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
     settings = _settings(config, "judge")
     run_config = {"model": dataclasses.asdict(judge_config), "train": dataclasses.asdict(settings)}
     fit(
-        model=judge, loss_fn=judge_loss, train_set=train_set, test_set=test_set,
-        settings=settings, run_dir=Path(output).parent / "run", run_config=run_config,
+        model=judge,
+        loss_fn=judge_loss,
+        train_set=train_set,
+        test_set=test_set,
+        settings=settings,
+        run_dir=Path(output).parent / "run",
+        run_config=run_config,
     )
     judge.eval()
-    scores = judge_accuracy(judge, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16)
+    scores = judge_accuracy(
+        judge, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16
+    )
     logger.info("judge test accuracy: %s", scores)
     save_model(output, "judge", judge)
     name = str(h5io.read_attrs(dataset)["name"])
-    table = pd.DataFrame({"dataset": name, "head": list(scores), "accuracy": list(scores.values()), "n": len(test_set)})
+    table = pd.DataFrame(
+        {"dataset": name, "head": list(scores), "accuracy": list(scores.values()), "n": len(test_set)}
+    )
     with atomic_path(accuracy) as tmp:
         table.to_csv(tmp, index=False)

@@ -52,7 +52,9 @@ def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
     return {name: value / max(count, 1) for name, value in sums.items()}
 
 
-def train_one_epoch(model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int):
+def train_one_epoch(
+    model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int
+):
     model.train()
     generator = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
     sums: dict[str, float] = {}
@@ -60,7 +62,11 @@ def train_one_epoch(model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler,
     n_batches = len(data) // s.batch_size
     bar = tqdm(
         data.batches(s.batch_size, shuffle=True, generator=generator, device=s.device, drop_last=True),
-        total=n_batches, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", mininterval=5, leave=False,
+        total=n_batches,
+        desc=f"epoch {epoch + 1}/{s.epochs}",
+        unit="batch",
+        mininterval=5,
+        leave=False,
     )
     for x, targets in bar:
         with autocast(s.device, s.bf16):
@@ -114,6 +120,20 @@ class MetricsLog:
         self.tensorboard.flush()
 
 
+def _drop_rows_after(path: Path, epoch: int) -> None:
+    """Keep the metrics.csv rows of epochs up to `epoch`: a run killed after logging an epoch but before
+    its checkpoint was written repeats that epoch on resume, and must not log it twice."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, [row for row in reader if int(row["epoch"]) <= epoch]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -150,6 +170,7 @@ def fit(
             scheduler.load_state_dict(state["scheduler"])
             start_epoch = state["epoch"]
             logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
+            _drop_rows_after(run_dir / "metrics.csv", start_epoch)
         else:
             logger.warning("%s was made with another config: starting afresh", checkpoint_path)
             checkpoint_path.unlink()
@@ -176,7 +197,10 @@ def fit(
         log.write(epoch + 1, "test", test_terms, time.perf_counter() - started - train_seconds)
         logger.info(
             "epoch %d/%d: train loss %.2f, test loss %.2f, %.0f clips/s",
-            epoch + 1, s.epochs, train_terms["loss"], test_terms["loss"],
+            epoch + 1,
+            s.epochs,
+            train_terms["loss"],
+            test_terms["loss"],
             steps_per_epoch * s.batch_size / train_seconds,
         )
         _save_checkpoint(

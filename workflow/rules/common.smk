@@ -10,11 +10,19 @@ wildcard_constraints:
 
 
 def metrics_of_all_models(wildcards):
-    return expand("results/metrics/{dataset}/{method}.csv", dataset=config["datasets"], method=config["methods"])
+    return expand(
+        "results/metrics/{dataset}/{method}.csv",
+        dataset=config["datasets"],
+        method=config["methods"],
+    )
 
 
 def judge_accuracies(wildcards):
     return expand("results/judges/{dataset}/accuracy.csv", dataset=config["datasets"])
+
+
+def variant_weights(wildcards):
+    return config["variants"][wildcards.method]
 
 
 def figures_of_all_models(wildcards):

@@ -1,5 +1,8 @@
 rule download_source:
-    """Fetch one source's files (from `mirror` when set), verify every sha256, list them in SHA256SUMS."""
+    """Fetch one source's files (from `mirror` when set), verify every sha256, list them in SHA256SUMS.
+
+    The mirror is read from config, not params: where the same bytes come from is no reason to rerun.
+    """
     output:
         "resources/{source}/SHA256SUMS",
     log:
@@ -8,7 +11,5 @@ rule download_source:
     conda:
         "../../envs/data.yaml"
     threads: 1
-    params:
-        mirror=config["mirror"],
     script:
         "../scripts/download_source.py"

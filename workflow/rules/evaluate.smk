@@ -29,7 +29,9 @@ rule plot_figures:
         dataset="results/data/{dataset}.h5",
     output:
         swap=report("results/figures/{dataset}/{method}_swap.png", category="Figures"),
-        generation=report("results/figures/{dataset}/{method}_generation.png", category="Figures"),
+        generation=report(
+            "results/figures/{dataset}/{method}_generation.png", category="Figures"
+        ),
     log:
         "logs/plot_figures/{dataset}_{method}.log",
     conda:

@@ -41,6 +41,6 @@ rule train_model:
     params:
         model=config["model"],
         train=config["train"],
-        variant=lambda wildcards: config["variants"][wildcards.method],
+        variant=variant_weights,
     script:
         "../scripts/train_model.py"

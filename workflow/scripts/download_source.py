@@ -6,5 +6,5 @@ run_stage(
     fetch_source,
     source=snakemake.wildcards.source,
     dest=snakemake.output[0].rsplit("/", 1)[0],
-    mirror=snakemake.params.mirror,
+    mirror=snakemake.config["mirror"],
 )

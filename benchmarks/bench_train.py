@@ -1,0 +1,366 @@
+"""Training throughput of S3VAE `full` (sequences per second), peak memory and GFLOP/s, per configuration.
+
+    python benchmarks/bench_train.py [--preset paper|quick] [--device cpu|cuda] [--threads N]
+        [--steps N] [--warmup N] [--batch-size B] [--configs NAME,...] [--compile] [--compile-timeout S]
+
+One step is what `pipeline.training.train_one_epoch` does per batch: forward and S3VAE loss (under
+`pipeline.training.autocast` for bf16), backward, gradient clipping and an Adam step, on random uint8 clips
+converted with `pipeline.data.to_input` and random `flow_topk` targets. The network is variant `full` of
+config.yaml at the preset's sizes (`paper`: (64, 128, 256, 512) convs, D_h 512, hidden 256, D_f 256, D_z 32).
+The configurations differ only in numerics and memory layout (see SETUPS); each runs in a fresh process, so
+peak memory, allocator state and compile caches do not leak from one into the next. Times are the median
+step after the warm-up steps; the first step's time is reported apart (with --compile it holds compilation).
+FLOPs per step are counted once with torch.utils.flop_counter.FlopCounterMode on the meta device (there the
+LSTMs decompose into matmuls and are counted too; the optimiser's elementwise work is not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import models  # noqa: E402
+from models import blocks  # noqa: E402
+from pipeline import config as config_io  # noqa: E402
+from pipeline.data import to_input  # noqa: E402
+from pipeline.train import s3vae_config  # noqa: E402
+from pipeline.training import autocast  # noqa: E402
+
+T, SIZE, CHANNELS = 8, 64, 3
+DATASET_SIZE = 9000  # N in the MI estimator: a constant log N offset, no effect on speed
+CPU_TARGET = 1.5  # the training step's speed-up over fp32-nchw that CPU training should reach
+
+
+@dataclass(frozen=True)
+class Setup:
+    bf16: bool  # autocast to bfloat16 (pipeline.training.autocast)
+    channels_last_activations: bool  # False switches off the channels_last conversions in models/blocks.py
+    channels_last_weights: bool  # model.to(memory_format=torch.channels_last)
+    compile: bool  # torch.compile(model), as pipeline.training.fit does with train.compile
+    about: str
+
+
+SETUPS = {
+    "fp32-nchw": Setup(False, False, False, False, "fp32 eager, NCHW activations and weights: the baseline"),
+    "fp32-clact": Setup(
+        False, True, False, False, "fp32, the model code's channels_last activations, NCHW weights"
+    ),
+    "fp32-cl": Setup(False, True, True, False, "fp32, channels_last activations and weights"),
+    "bf16-nchw": Setup(True, False, False, False, "bf16 autocast, NCHW activations and weights"),
+    "bf16-clact": Setup(True, True, False, False, "bf16 autocast as pipeline.training runs it today"),
+    "bf16-cl": Setup(True, True, True, False, "bf16 autocast, channels_last activations and weights"),
+    "bf16-cl-compile": Setup(True, True, True, True, "bf16-cl under torch.compile (only with --compile)"),
+}
+BASELINE = "fp32-nchw"
+TRAINING_STEP = (
+    "bf16-clact"  # what `train_model` runs with config.yaml's train.bf16: true, train.compile: false
+)
+
+
+class _TorchKeepingNCHW:
+    """Stands in for `torch` inside models/blocks.py, whose FrameEncoder and FrameDecoder always call
+    `.contiguous(memory_format=torch.channels_last)`: here that name means NCHW, so the baseline runs NCHW
+    without an edit to the model code. Everything else is torch's own."""
+
+    channels_last = torch.contiguous_format
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
+    """S3VAE `full` at the preset's sizes, built as `train_model` builds it, and the resolved config."""
+    config = config_io.load(overrides={"preset": preset})
+    return s3vae_config(config, "full", (), (T, SIZE, SIZE, CHANNELS)), config
+
+
+def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:
+    """Random uint8 clips made into model input as a training batch is, and random top-k flow cells."""
+    frames = torch.randint(0, 256, (batch_size, T, SIZE, SIZE, CHANNELS), dtype=torch.uint8)
+    x = to_input(frames.to(device))  # (B, T, C, H, W)
+    cells = torch.rand(batch_size, T, classes).argsort(dim=-1)[..., :topk].to(torch.int16)  # (B, T, k)
+    return x, {"flow_topk": cells.to(device)}
+
+
+def count_flops(config: models.S3VAEConfig, batch_size: int, topk: int) -> int:
+    """FLOPs of one forward + loss + backward pass, counted on the meta device (no computation)."""
+    with torch.device("meta"):
+        model = models.S3VAE(config)
+        x = torch.rand(batch_size, T, CHANNELS, SIZE, SIZE)
+        targets = {"flow_topk": torch.randint(0, config.dfp_classes, (batch_size, T, topk))}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.loss(x, model(x), targets, dataset_size=DATASET_SIZE)["loss"].backward()
+    return counter.get_total_flops()
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux): afterwards getrusage's ru_maxrss is the peak since the reset."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def measure(
+    setup: Setup,
+    *,
+    config: models.S3VAEConfig,
+    lr: float,
+    topk: int,
+    device: str,
+    threads: int | None,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    seed: int = 0,
+) -> dict:
+    """Time `steps` training steps after `warmup` ones in this process: times in s, memory in bytes."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cuda = device.startswith("cuda")
+    model = models.S3VAE(config).to(device)
+    if setup.channels_last_weights:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if setup.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x, targets = random_batch(batch_size, topk, config.dfp_classes, device)
+
+    def step() -> float:
+        started = time.perf_counter()
+        with autocast(device, setup.bf16):
+            loss = step_model.loss(x, step_model(x), targets, dataset_size=DATASET_SIZE)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        peak_is_reset = _reset_peak_rss()
+        before = _peak_rss() if peak_is_reset else None
+    saved_torch = blocks.torch
+    if not setup.channels_last_activations:
+        blocks.torch = _TorchKeepingNCHW()
+    try:
+        first = step()
+        for _ in range(warmup - 1):
+            step()
+        times = [step() for _ in range(steps)]
+    finally:
+        blocks.torch = saved_torch
+    peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss()
+    return {
+        "step_s": statistics.median(times),
+        "first_s": first,
+        "peak_bytes": peak,
+        "added_bytes": None if before is None else peak - before,
+    }
+
+
+def train_rate(
+    *,
+    preset: str = "quick",
+    device: str = "cpu",
+    threads: int | None = 2,
+    batch_size: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+) -> float:
+    """Sequences per second of the training step (bf16-clact) at the preset's sizes, timed in this process."""
+    config, resolved = model_config(preset)
+    result = measure(
+        SETUPS[TRAINING_STEP],
+        config=config,
+        lr=resolved["train"]["lr"],
+        topk=resolved["flow"]["topk"],
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        steps=steps,
+        warmup=warmup,
+    )
+    return batch_size / result["step_s"]
+
+
+def _child(conn, name: str, kwargs: dict) -> None:
+    try:
+        conn.send(("ok", measure(SETUPS[name], **kwargs)))
+    except BaseException:  # noqa: B036 - the parent reports whatever ended the measurement
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def measure_in_child(name: str, kwargs: dict, timeout: float | None) -> tuple[str, dict | str]:
+    """Run `measure` for one setup in a fresh (spawned) process, killed after `timeout` seconds."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, name, kwargs))
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            process.kill()
+            return "timeout", f"stopped after {timeout:.0f} s"
+        return receiver.recv()
+    except EOFError:
+        process.join()
+        return "error", f"the process died with exit code {process.exitcode} (out of memory?)"
+    finally:
+        process.join()
+
+
+def describe_device(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, bf16 supported: {torch.cuda.is_bf16_supported()}"
+    flags: set[str] = set()
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine()):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"}) or ["none (bf16 matmuls convert to fp32)"]
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(native)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=["paper", "quick"], default="paper", help="model sizes")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 2 on the CPU)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--configs", default=None, help=f"comma-separated subset of {', '.join(SETUPS)}")
+    parser.add_argument(
+        "--compile", action="store_true", help="add bf16-cl-compile (slow to compile on a CPU)"
+    )
+    parser.add_argument(
+        "--compile-timeout", type=float, default=600, help="seconds before a compiled run is dropped"
+    )
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    threads = args.threads or (2 if args.device == "cpu" else None)
+    names = (
+        args.configs.split(",")
+        if args.configs
+        else [n for n, s in SETUPS.items() if args.compile or not s.compile]
+    )
+    unknown = sorted(set(names) - set(SETUPS))
+    if unknown:
+        parser.error(f"--configs: unknown {unknown}; choose from {list(SETUPS)}")
+    names = [BASELINE] + [n for n in names if n != BASELINE]
+
+    config, resolved = model_config(args.preset)
+    topk = resolved["flow"]["topk"]
+    flops = count_flops(config, args.batch_size, topk)
+    kwargs = {
+        "config": config,
+        "lr": resolved["train"]["lr"],
+        "topk": topk,
+        "device": args.device,
+        "threads": threads,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "warmup": max(args.warmup, 1),
+    }
+    results = {}
+    for name in names:
+        timeout = args.compile_timeout if SETUPS[name].compile else None
+        results[name] = measure_in_child(name, kwargs, timeout)
+        print(f"  measured {name}: {results[name][0]}", file=sys.stderr, flush=True)
+
+    memory = "peak CUDA memory allocated" if args.device == "cuda" else "peak RSS"
+    print(
+        f"S3VAE full (scc {config.scc_weight:g}, dfp {config.dfp_weight:g}, mi {config.mi_weight:g}, "
+        f"{config.dfp_classes} DFP classes), preset {args.preset}: convs {config.conv_channels}, "
+        f"D_h {config.frame_dim}, hidden {config.hidden_dim}, D_f {config.static_dim}, "
+        f"D_z {config.dynamic_dim}"
+    )
+    print(
+        f"batch {args.batch_size} x {T} x {CHANNELS} x {SIZE} x {SIZE}; "
+        f"device {args.device}: {describe_device(args.device)}"
+    )
+    print(
+        f"torch {torch.__version__}, {threads or torch.get_num_threads()} threads; "
+        f"median of {args.steps} steps after "
+        f"{kwargs['warmup']} warm-up; each configuration in a fresh process"
+    )
+    print(f"FLOPs per training step (forward + loss + backward): {flops / 1e9:.1f} GFLOP")
+    print(f"memory: {memory}; '+MiB' is its rise over the state before the first step")
+    print()
+    print(
+        f"{'config':<17}{'seq/s':>8}{'ms/step':>10}{'GFLOP/s':>9}{'1st step s':>12}{'peak MiB':>10}"
+        f"{'+MiB':>8}{'speedup':>9}"
+    )
+    base = results[BASELINE][1]["step_s"] if results[BASELINE][0] == "ok" else None
+    for name, (status, r) in results.items():
+        if status != "ok":
+            print(f"{name:<17}{status}: {r.strip().splitlines()[-1]}")
+            continue
+        added = "-" if r["added_bytes"] is None else f"{r['added_bytes'] / 2**20:.0f}"
+        speedup = f"{base / r['step_s']:.2f}x" if base else "-"
+        print(
+            f"{name:<17}{args.batch_size / r['step_s']:>8.1f}{1e3 * r['step_s']:>10.0f}"
+            f"{flops / r['step_s'] / 1e9:>9.1f}{r['first_s']:>12.1f}{r['peak_bytes'] / 2**20:>10.0f}"
+            f"{added:>8}{speedup:>9}"
+        )
+    print()
+    for name in names:
+        print(f"  {name:<17}{SETUPS[name].about}")
+    print()
+
+    done = {n: base / r["step_s"] for n, (status, r) in results.items() if status == "ok" and base}
+    if TRAINING_STEP in done:
+        verdict = "met" if done[TRAINING_STEP] >= CPU_TARGET else "NOT met"
+        where = "" if args.device == "cpu" else " (the target is set for the CPU)"
+        print(
+            f"target: the training step ({TRAINING_STEP}) at >= {CPU_TARGET}x "
+            "the fp32 eager NCHW baseline on the "
+            f"CPU: {verdict}, {done[TRAINING_STEP]:.2f}x{where}"
+        )
+    if done:
+        best = max(done, key=done.get)
+        print(f"fastest: {best}, {done[best]:.2f}x the baseline")
+    for name, (status, r) in results.items():
+        if SETUPS[name].compile and status == "ok":
+            print(
+                f"{name}: first step {r['first_s']:.1f} s, "
+                f"~{r['first_s'] - r['step_s']:.0f} s of it compilation"
+            )
+
+
+if __name__ == "__main__":
+    main()

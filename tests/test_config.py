@@ -1,0 +1,106 @@
+"""config.yaml, presets and overrides: merged in that order, validated against the schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import config as cfg
+from pipeline.config import ConfigError, load
+
+PRESETS = sorted(p.stem for p in cfg.PRESETS.glob("*.yaml")) + ["paper"]
+
+
+def test_presets_are_found():
+    assert {"smoke", "quick", "paper"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_validates(preset: str):
+    config = load(overrides={"preset": preset})
+    assert config["preset"] == preset
+    assert set(config["methods"]) <= set(config["variants"])
+
+
+def test_paper_is_config_yaml_itself():
+    config = load()
+    assert config["preset"] == "paper"
+    assert config["train"]["epochs"] == 100
+    assert config["methods"] == ["baseline", "full", "baseline_sv", "no_scc", "no_dfp", "no_mi"]
+
+
+def test_preset_is_merged_over_config_yaml():
+    smoke = load(overrides={"preset": "smoke"})
+    assert smoke["train"]["epochs"] == 2
+    assert smoke["model"]["conv_channels"] == [8, 16, 32, 64]  # lists are replaced whole
+    assert smoke["train"]["lr"] == 0.0005  # keys the preset leaves out keep config.yaml's value
+    assert smoke["variants"] == load()["variants"]  # smoke does not touch the variants
+
+
+def test_overrides_win_over_the_preset():
+    config = load(overrides={"preset": "quick", "train": {"epochs": 1}})
+    assert config["train"]["epochs"] == 1
+    assert config["train"]["lr"] == 0.001  # the rest of quick's train section survives
+    assert config["train"]["batch_size"] == 32
+    assert config["methods"] == ["baseline", "full", "baseline_sv"]
+
+
+def test_unknown_key_names_the_key_and_the_schema():
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"train": {"epochz": 1}})
+    message = str(err.value)
+    assert "epochz" in message
+    assert "workflow/schemas/config.schema.yaml" in message
+
+
+def test_unknown_top_level_key_is_rejected():
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        load(overrides={"lerning_rate": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ({"train": {"epochs": "ten"}}, "train/epochs"),
+        ({"train": {"bf16": "yes"}}, "train/bf16"),
+        ({"model": {"conv_channels": 64}}, "model/conv_channels"),
+        ({"variants": {"full": {"mi_estimator": "exact"}}}, "variants/full/mi_estimator"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_wrong_type_or_value_names_the_key(override: dict, where: str):
+    with pytest.raises(ConfigError, match=where):
+        load(overrides=override)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"preset": "huge"})
+    message = str(err.value)
+    assert "huge" in message
+    for preset in PRESETS:
+        assert preset in message
+
+
+def test_method_without_a_variant_is_rejected():
+    with pytest.raises(ConfigError, match="no_such_variant"):
+        load(overrides={"methods": ["baseline", "no_such_variant"]})
+
+
+def test_a_new_variant_can_be_defined_and_used():
+    config = load(
+        overrides={"variants": {"mss": {"mi_weight": 1.0, "mi_estimator": "mss"}}, "methods": ["mss"]}
+    )
+    assert config["methods"] == ["mss"]
+    assert "baseline" in config["variants"]  # added, not replacing config.yaml's variants
+
+
+def test_merge_does_not_mutate_its_inputs():
+    base = {"train": {"epochs": 5, "lr": 1.0}, "methods": ["a"]}
+    merged = cfg.merge(base, {"train": {"epochs": 1}, "methods": ["b"]})
+    assert merged == {"train": {"epochs": 1, "lr": 1.0}, "methods": ["b"]}
+    assert base == {"train": {"epochs": 5, "lr": 1.0}, "methods": ["a"]}
+
+
+def test_resolve_device():
+    assert cfg.resolve_device("cpu") == "cpu"
+    assert cfg.resolve_device("auto") in {"cpu", "cuda"}

@@ -1,0 +1,242 @@
+"""S3VAE on a tiny config: shapes, the causal prior, the loss terms of each variant, the MI estimators."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from models import S3VAE, S3VAEConfig
+from models.blocks import Gaussian
+from models.s3vae import mutual_information
+
+B, T, C, SIZE = 6, 5, 3, 16
+GRID, TOPK = 4, 2
+TINY = dict(
+    image_size=SIZE,
+    conv_channels=(4, 8),  # 16 / 2**2 = 4: FrameEncoder needs the side divisible by 2**len(channels)
+    frame_dim=12,
+    hidden_dim=10,
+    static_dim=7,
+    dynamic_dim=3,
+)
+VARIANTS = {
+    "baseline": {},
+    "full": {"scc_weight": 100.0, "dfp_weight": 100.0, "dfp_classes": GRID * GRID, "mi_weight": 1.0},
+    "baseline_sv": {
+        "supervised_weight": 100.0,
+        "static_classes": {"body": 3},
+        "dynamic_classes": {"action": 2},
+    },
+}
+ELBO = {"recon", "kl_static", "kl_dynamic", "loss"}
+EXPECTED_TERMS = {
+    "baseline": ELBO,
+    "full": ELBO | {"scc", "dfp", "mi"},
+    "baseline_sv": ELBO | {"supervised"},
+}
+
+
+def tiny_model(variant: str = "baseline", seed: int = 0) -> S3VAE:
+    torch.manual_seed(seed)
+    return S3VAE(S3VAEConfig(**TINY, **VARIANTS[variant]))
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(B, T, C, SIZE, SIZE, generator=g)
+    targets = {
+        "flow_topk": torch.stack(
+            [torch.randperm(GRID * GRID, generator=g)[:TOPK] for _ in range(B * T)]
+        ).view(B, T, TOPK),
+        "body": torch.randint(0, 3, (B,), generator=g),
+        "action": torch.randint(0, 2, (B,), generator=g),
+    }
+    return x, targets
+
+
+def test_output_shapes():
+    model = tiny_model()
+    x, _ = batch()
+    out = model(x)
+    D_h, D_f, D_z = TINY["frame_dim"], TINY["static_dim"], TINY["dynamic_dim"]
+    assert out.features.shape == (B, T, D_h)
+    assert out.static.mean.shape == out.static.logvar.shape == (B, D_f)
+    assert out.dynamic.mean.shape == out.dynamic.logvar.shape == (B, T, D_z)
+    assert out.static_sample.shape == (B, D_f)
+    assert out.dynamic_sample.shape == (B, T, D_z)
+    assert out.dynamic_prior.mean.shape == out.dynamic_prior.logvar.shape == (B, T, D_z)
+    assert out.recon.shape == x.shape
+    assert out.recon.min() >= 0 and out.recon.max() <= 1
+
+
+def test_decode_and_prior_sample_shapes():
+    model = tiny_model().eval()
+    like = torch.zeros(1)
+    z_f = model.sample_static(4, like=like)
+    z = model.sample_dynamic(4, 9, like=like)
+    assert z_f.shape == (4, TINY["static_dim"])
+    assert z.shape == (4, 9, TINY["dynamic_dim"])
+    assert model.decode(z_f, z).shape == (4, 9, C, SIZE, SIZE)
+
+
+def test_frame_encoder_rejects_a_size_not_divisible_by_the_strides():
+    with pytest.raises(ValueError, match="not divisible"):
+        S3VAE(S3VAEConfig(**{**TINY, "image_size": 18}))
+
+
+def test_prior_is_causal():
+    """Teacher forcing: p(z_t | z_<t) must not see z_t itself, and must see it at every later step."""
+    prior = tiny_model().prior
+    z = torch.randn(2, T, TINY["dynamic_dim"])
+    t = 2
+    changed = z.clone()
+    changed[:, t] += 3.0
+    a, b = prior(z), prior(changed)
+    for field in ("mean", "logvar"):
+        before, after = getattr(a, field), getattr(b, field)
+        assert torch.equal(before[:, : t + 1], after[:, : t + 1]), f"{field} at steps <= {t} saw z_{t}"
+        for later in range(t + 1, T):
+            assert not torch.allclose(before[:, later], after[:, later]), (
+                f"{field} at step {later} ignored z_{t}"
+            )
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_loss_terms_follow_the_variant_weights(variant: str):
+    model = tiny_model(variant)
+    x, targets = batch()
+    torch.manual_seed(3)
+    terms = model.loss(x, model(x), targets, dataset_size=100)
+    assert set(terms) == EXPECTED_TERMS[variant]
+    for name, value in terms.items():
+        assert value.dim() == 0 and torch.isfinite(value), f"{name} = {value}"
+    c = model.config
+    weights = {
+        "recon": 1.0,
+        "kl_static": 1.0,
+        "kl_dynamic": 1.0,
+        "scc": c.scc_weight,
+        "dfp": c.dfp_weight,
+        "mi": c.mi_weight,
+        "supervised": c.supervised_weight,
+    }
+    expected = sum(weights[name] * value for name, value in terms.items() if name != "loss")
+    torch.testing.assert_close(terms["loss"], expected)
+    # Every regulariser contributes: the loss is not the bare ELBO.
+    if variant != "baseline":
+        assert not torch.isclose(terms["loss"], terms["recon"] + terms["kl_static"] + terms["kl_dynamic"])
+
+
+def test_one_adam_step_lowers_the_full_loss():
+    model = tiny_model("full")
+    x, targets = batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss_at_fixed_noise() -> torch.Tensor:
+        torch.manual_seed(7)  # same posterior samples and the same SCC shuffle before and after the step
+        return model.loss(x, model(x), targets, dataset_size=100)["loss"]
+
+    before = loss_at_fixed_noise()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = loss_at_fixed_noise()
+    assert after < before, f"loss went from {before.item():.3f} to {after.item():.3f}"
+
+
+# --- mutual information ------------------------------------------------------------------------------
+M, N = 8, 1000  # minibatch and dataset size
+
+
+def _posterior(mean: torch.Tensor, logvar: float) -> tuple[Gaussian, torch.Tensor]:
+    """A posterior with the given means and a shared log-variance, and one sample from it."""
+    g = Gaussian(mean, torch.full_like(mean, logvar))
+    torch.manual_seed(0)
+    return g, g.rsample()
+
+
+def _independent() -> tuple:
+    """The static posterior is the same for every clip: z_f carries nothing about the clip or z_1:T."""
+    static, static_sample = _posterior(torch.randn(1, 4).expand(M, 4).clone(), 0.0)
+    dynamic, dynamic_sample = _posterior(3 * torch.randn(M, T, 2), -1.0)
+    return static, static_sample, dynamic, dynamic_sample
+
+
+def _identifying() -> tuple:
+    """Both posteriors are near-deterministic and distinct per clip: each latent identifies the clip."""
+    static, static_sample = _posterior(torch.arange(M, dtype=torch.float32)[:, None].repeat(1, 4), -10.0)
+    dynamic, dynamic_sample = _posterior(
+        torch.arange(M, dtype=torch.float32)[:, None, None].repeat(1, T, 2), -10.0
+    )
+    return static, static_sample, dynamic, dynamic_sample
+
+
+def test_mss_is_zero_for_independent_latents():
+    mi = mutual_information(*_independent(), dataset_size=N, estimator="mss")
+    assert abs(mi.item()) < 0.05
+
+
+def test_mws_has_offset_log_n_for_independent_latents():
+    """MWS weighs every pair 1/(NM): log q(z_f) loses log N while the joint and q(z_1:T) terms cancel, so
+    independent latents score log N, not 0 (the constant bias the docstring names; it has no gradient)."""
+    mi = mutual_information(*_independent(), dataset_size=N, estimator="mws")
+    assert mi.item() == pytest.approx(math.log(N), abs=0.05)
+
+
+def test_mss_is_log_n_for_latents_that_identify_the_clip():
+    independent = mutual_information(*_independent(), dataset_size=N, estimator="mss")
+    identifying = mutual_information(*_identifying(), dataset_size=N, estimator="mss")
+    assert identifying.item() == pytest.approx(math.log(N), abs=0.05)
+    assert identifying.item() > independent.item() + 0.9 * math.log(N)
+
+
+def test_mws_is_log_nm_for_latents_that_identify_the_clip():
+    identifying = mutual_information(*_identifying(), dataset_size=N, estimator="mws")
+    assert identifying.item() == pytest.approx(math.log(N * M), abs=0.05)
+
+
+def test_unknown_mi_estimator_raises():
+    with pytest.raises(ValueError, match="unknown MI estimator 'nope'"):
+        mutual_information(*_independent(), dataset_size=N, estimator="nope")
+
+
+def test_mss_needs_two_clips():
+    static, static_sample, dynamic, dynamic_sample = _independent()
+    one_static = Gaussian(static.mean[:1], static.logvar[:1])
+    one_dynamic = Gaussian(dynamic.mean[:1], dynamic.logvar[:1])
+    with pytest.raises(ValueError, match="at least 2"):
+        mutual_information(one_static, static_sample[:1], one_dynamic, dynamic_sample[:1], N, "mss")
+
+
+# --- Gaussian ------------------------------------------------------------------------------------------
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    p_mean, q_mean = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    p_logvar, q_logvar = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    ours = Gaussian(p_mean, p_logvar).kl(Gaussian(q_mean, q_logvar))
+    reference = kl_divergence(
+        Normal(p_mean, torch.exp(0.5 * p_logvar)), Normal(q_mean, torch.exp(0.5 * q_logvar))
+    )
+    torch.testing.assert_close(ours, reference)
+    assert (ours > 0).all()
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mean, logvar, x = (
+        torch.randn(4, 6, generator=g),
+        torch.randn(4, 6, generator=g),
+        torch.randn(4, 6, generator=g),
+    )
+    ours = Gaussian(mean, logvar).log_prob(x)
+    torch.testing.assert_close(ours, Normal(mean, torch.exp(0.5 * logvar)).log_prob(x))
+
+
+def test_standard_like_is_a_unit_gaussian():
+    x = torch.randn(3, 2)
+    unit = Gaussian.standard_like(x)
+    torch.testing.assert_close(unit.log_prob(x), Normal(0.0, 1.0).log_prob(x))

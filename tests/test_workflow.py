@@ -1,0 +1,166 @@
+"""The Snakemake workflow through its CLI: lint, the paper-scale DAG, profiles, config errors, a smoke run.
+
+Dry runs and the smoke run work in a copy of the workflow files (Snakefile, config.yaml, workflow/, envs/)
+under a temporary folder, so neither the job counts nor the run depend on, or touch, the repository's
+results/. The package is pip-installed, so the copied Snakefile imports `pipeline` from the repository.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+SMOKE = yaml.safe_load((REPO / "workflow" / "presets" / "smoke.yaml").read_text())
+
+
+def snakemake(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the Snakemake CLI of this interpreter; stdout and stderr together in `.stdout`."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run: {rule: jobs}."""
+    assert "Job stats:" in output, output[-3000:]
+    table = output.split("Job stats:", 1)[1]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M))
+    return {rule: int(n) for rule, n in counts.items() if rule != "total"}
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def clean_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workflow without any results: every dry run lists the whole DAG."""
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Lints for" not in result.stdout, result.stdout[-3000:]
+
+
+def test_every_conda_env_file_exists():
+    """`--lint` and `-n` do not notice a wrong `conda:` path: resolve each against its rule file."""
+    found = 0
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        # `conda:` then a quoted path, on the same line or the next one
+        directives = re.findall(r"^[ \t]*conda:[ \t]*\n?[ \t]*(.*)$", text, flags=re.M)
+        paths = [m.group(1) for d in directives if (m := re.fullmatch(r"[\"']([^\"']+)[\"']", d.strip()))]
+        assert len(paths) == len(directives), (
+            f"{smk.name}: a conda: directive is not a plain path: {directives}"
+        )
+        for path in paths:
+            env = (smk.parent / path).resolve()
+            assert env.is_file(), f"{smk.name}: conda env {path} resolves to {env}, which does not exist"
+            assert "dependencies" in yaml.safe_load(env.read_text()), f"{env} lists no dependencies"
+            found += 1
+    assert found >= 7  # one per rule that runs code
+
+
+@pytest.mark.slow
+def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
+    result = snakemake("-n", "results/tables/table1.csv", cwd=clean_copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    n_methods = len(CONFIG["methods"])
+    assert n_methods == 6
+    assert job_counts(result.stdout) == {
+        "download_source": 1,
+        "build_sprites": 1,
+        "label_flow": 1,
+        "train_judge": 1,
+        "train_model": n_methods,
+        "evaluate_model": n_methods,
+        "make_table1": 1,
+    }
+    for method in CONFIG["methods"]:
+        assert f"results/models/sprites/{method}/model.pt" in result.stdout
+
+
+@pytest.mark.slow
+def test_slurm_profile_dry_run(clean_copy: Path):
+    result = snakemake(
+        "-n", "--profile", "workflow/profiles/slurm", "results/tables/table1.csv", cwd=clean_copy
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout)["train_model"] == len(CONFIG["methods"])
+
+
+@pytest.mark.slow
+def test_wrong_config_key_on_the_command_line_fails_with_the_schema_message(clean_copy: Path):
+    result = snakemake("-n", "--config", 'train={"epochz": 1}', cwd=clean_copy)
+    assert result.returncode != 0
+    assert "epochz" in result.stdout, result.stdout[-3000:]
+    assert "config.schema.yaml" in result.stdout
+    assert "Job stats:" not in result.stdout
+
+
+@pytest.mark.slow
+def test_preset_on_the_command_line_selects_the_methods(clean_copy: Path):
+    result = snakemake("-n", "results/tables/table1.csv", "--config", "preset=smoke", cwd=clean_copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout)["train_model"] == len(SMOKE["methods"])
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end(mirror: Path, tmp_path: Path):
+    if not (mirror / "lpc-sprites").is_dir():
+        pytest.skip(f"the mirror {mirror} has no lpc-sprites/ folder")
+    work = copy_workflow(tmp_path)
+    config = ["--config", "preset=smoke", f"mirror={mirror}"]
+    result = snakemake("--cores", "2", *config, cwd=work, timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:]
+
+    table = pd.read_csv(work / "results" / "tables" / "table1.csv")
+    assert list(table.columns) == ["dataset", "method", "metric", "value", "std", "n", "source"]
+    ours = table[table["source"] == "seqdis"]
+    assert sorted(ours["method"].unique()) == sorted(SMOKE["methods"])
+    for method in SMOKE["methods"]:
+        metrics = set(ours.loc[ours["method"] == method, "metric"])
+        assert {"Acc", "IS", "H(y|x)", "H(y)", "Acc/fixed_dynamics", "Acc/fixed_static"} <= metrics
+    assert ours["value"].notna().all()
+    published = table[table["source"] != "seqdis"]
+    assert len(published) > 0
+    assert published["method"].str.startswith("published: ").all()
+    assert (work / "results" / "tables" / "table1.md").exists()
+    for method in SMOKE["methods"]:
+        for kind in ("swap", "generation"):
+            figure = work / "results" / "figures" / "sprites" / f"{method}_{kind}.png"
+            assert figure.stat().st_size > 0, figure
+    judge = pd.read_csv(work / "results" / "judges" / "sprites" / "accuracy.csv")
+    assert "action" in set(judge["head"]) and judge["accuracy"].between(0, 1).all()
+
+    rerun = snakemake("-n", "--forcerun", "train_model", *config, cwd=work)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    counts = job_counts(rerun.stdout)
+    n = len(SMOKE["methods"])
+    assert counts["train_model"] == n and counts["evaluate_model"] == n and counts["plot_figures"] == n
+    assert counts["make_table1"] == 1
+    for upstream in ("download_source", "build_sprites", "label_flow", "train_judge"):
+        assert upstream not in counts, f"--forcerun train_model reran {upstream}"
