@@ -12,7 +12,7 @@ as compressible as the real Sprites file), the same factors as Sprites, and a la
       paid once per training run;
   (b) `ClipSet.batches(B, shuffle=True, drop_last=True)`: one epoch of batches, `to_input` included (on the
       device, as in training), paid every step;
-  (c) the training step of bench_train.py (bf16-clact at the quick preset's sizes), unless --train-rate is
+  (c) the training step of bench_train.py (at the quick preset's sizes), unless --train-rate is
       given, and prints (b) / (c) against the target of >= 10x.
 Times are medians over --repeats.
 """
@@ -26,11 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from bench_train import TRAINING_STEP, train_rate  # noqa: E402
+from bench_train import train_rate, training_step  # noqa: E402
 
 from pipeline import h5io  # noqa: E402
 from pipeline.data import load_clips  # noqa: E402
@@ -151,7 +152,8 @@ def main() -> None:
         else:
             dataset, labels = args.dataset, args.labels
             source = "given"
-        size = dataset.stat().st_size
+        with h5py.File(dataset, "r", locking=False) as f:
+            stored = f[args.split]["frames"].id.get_storage_size()  # bytes of compressed chunks
         clips, load_s = time_load(dataset, labels, args.split, args.repeats)
         batch_rate = time_batches(dataset, labels, args.split, args.batch_size, args.device, args.repeats)
     raw = clips * T * SIZE * SIZE * 3
@@ -165,14 +167,13 @@ def main() -> None:
             batch_size=args.batch_size,
             steps=args.train_steps,
         )
-        about = f"bench_train.py {TRAINING_STEP}, preset quick, median of {args.train_steps} steps"
+        step = training_step(args.device)
+        about = f"bench_train.py {step}, preset quick, median of {args.train_steps} steps"
 
     threads = threads or torch.get_num_threads()
     print(f"dataset {dataset} ({source}): split '{args.split}', {clips} clips")
-    print(
-        f"  {size / 1e6:.1f} MB on disk, {raw / size:.1f}x smaller than raw; {args.device}, {threads} threads"
-    )
-    print(f"medians of {args.repeats} repeats")
+    print(f"  frames: {stored / 1e6:.1f} MB stored, {raw / stored:.1f}x smaller than raw")
+    print(f"{args.device}, {threads} threads; medians of {args.repeats} repeats")
     print(
         f"(a) load_clips, read + decompress the split: {load_s:.2f} s, {clips / load_s:.0f} clips/s "
         f"({raw / load_s / 1e6:.0f} MB/s of frames), once per run"

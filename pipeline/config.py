@@ -73,6 +73,26 @@ def load(path: str | os.PathLike = ROOT / "config.yaml", overrides: Mapping | No
     return resolve(_load_yaml(Path(path)), overrides, source=str(path))
 
 
+def fast_bf16(device: str) -> bool:
+    """Whether bf16 matmuls run natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX.
+
+    Elsewhere torch emulates bf16 through fp32 and autocast makes training several times slower.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(setting: bool | str, device: str) -> bool:
+    return fast_bf16(device) if setting == "auto" else bool(setting)
+
+
 def resolve_device(name: str) -> str:
     import torch
 

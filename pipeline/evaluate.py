@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline import metrics
-from pipeline.config import resolve_device
+from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data import load_clips
 from pipeline.h5io import atomic_path, read_attrs
 from pipeline.train import load_model
@@ -34,24 +34,46 @@ COLUMNS = ["dataset", "method", "metric", "value", "std", "n"]
 
 
 @torch.no_grad()
-def generate(model: nn.Module, x: Tensor, keep: str) -> Tensor:
-    """Re-generate clips x (B, T, C, H, W) keeping one latent's posterior mean and sampling the other."""
-    B, T = x.shape[:2]
-    static, dynamic = model.encode(x)
+def regenerate(model: nn.Module, static: Tensor, dynamic: Tensor, keep: str) -> Tensor:
+    """Decode posterior means (B, D_f), (B, T, D_z): keep one latent, draw the other from its prior."""
+    B, T = dynamic.shape[:2]
     if keep == "fixed_dynamics":
-        return model.decode(model.sample_static(B, like=static.mean), dynamic.mean)
+        return model.decode(model.sample_static(B, like=static), dynamic)
     if keep == "fixed_static":
-        return model.decode(static.mean, model.sample_dynamic(B, T, like=dynamic.mean))
+        return model.decode(static, model.sample_dynamic(B, T, like=dynamic))
     raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS}")
 
 
 @torch.no_grad()
-def judge_generations(model, judge, data, *, keep: str, batch_size: int, device: str, bf16: bool):
-    """Judge probabilities p(y|x) of every head on re-generated test clips: {factor: (N, K)}."""
-    probs: dict[str, list[np.ndarray]] = {name: [] for name in judge.config.heads}
+def generate(model: nn.Module, x: Tensor, keep: str) -> Tensor:
+    """Re-generate clips x (B, T, C, H, W) keeping one latent's posterior mean and sampling the other."""
+    static, dynamic = model.encode(x)
+    return regenerate(model, static.mean, dynamic.mean, keep)
+
+
+@torch.no_grad()
+def posterior_means(
+    model: nn.Module, data, *, batch_size: int, device: str, bf16: bool
+) -> tuple[Tensor, Tensor]:
+    """Posterior means of every clip, (N, D_f) and (N, T, D_z): computed once, shared by all repeats."""
+    static, dynamic = [], []
     for x, _ in data.batches(batch_size, shuffle=False, device=device):
         with autocast(device, bf16):
-            logits = judge(generate(model, x, keep))
+            q_static, q_dynamic = model.encode(x)
+        static.append(q_static.mean.float())
+        dynamic.append(q_dynamic.mean.float())
+    return torch.cat(static), torch.cat(dynamic)
+
+
+@torch.no_grad()
+def judge_generations(model, judge, means, *, keep: str, batch_size: int, device: str, bf16: bool):
+    """Judge probabilities p(y|x) of every head on clips regenerated from `means`: {factor: (N, K)}."""
+    static_mean, dynamic_mean = means
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in judge.config.heads}
+    for start in range(0, len(static_mean), batch_size):
+        rows = slice(start, start + batch_size)
+        with autocast(device, bf16):
+            logits = judge(regenerate(model, static_mean[rows], dynamic_mean[rows], keep))
         for name, out in logits.items():
             probs[name].append(torch.softmax(out.float(), dim=-1).cpu().numpy())
     return {name: np.concatenate(chunks) for name, chunks in probs.items()}
@@ -91,18 +113,14 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
     data = load_clips(dataset, "test", limit=part["max_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
     labels = {name: t.numpy() for name, t in data.targets.items()}
+    bf16 = resolve_bf16(config["train"]["bf16"], device)
+    means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
     runs = []
     for repeat in range(part["repeats"]):
         torch.manual_seed(config["seed"] * 1000 + repeat)
         probs = {
             keep: judge_generations(
-                net,
-                judge_net,
-                data,
-                keep=keep,
-                batch_size=part["batch_size"],
-                device=device,
-                bf16=config["train"]["bf16"],
+                net, judge_net, means, keep=keep, batch_size=part["batch_size"], device=device, bf16=bf16
             )
             for keep in DIRECTIONS
         }

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 import models
 from pipeline import h5io
-from pipeline.config import resolve_device
+from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data import ClipSet, load_clips
 from pipeline.h5io import atomic_path
 from pipeline.training import TrainSettings, autocast, fit
@@ -62,15 +62,33 @@ def s3vae_config(
 
 def _settings(config: dict, section: str) -> TrainSettings:
     part = config[section]
+    device = resolve_device(config["device"])
     return TrainSettings(
         epochs=part["epochs"],
         batch_size=part["batch_size"],
         lr=part["lr"],
-        bf16=part["bf16"],
+        bf16=resolve_bf16(part["bf16"], device),
         compile=part.get("compile", False),
-        device=resolve_device(config["device"]),
+        device=device,
         seed=config["seed"],
     )
+
+
+def fit_and_save(
+    model, family: str, loss_fn, train_set, test_set, settings: TrainSettings, output: str
+) -> None:
+    """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model."""
+    run_config = {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(settings)}
+    fit(
+        model=model,
+        loss_fn=loss_fn,
+        train_set=train_set,
+        test_set=test_set,
+        settings=settings,
+        run_dir=Path(output).parent / "run",
+        run_config=run_config,
+    )
+    save_model(output, family, model)
 
 
 def train_model(*, dataset: str, labels: str, output: str, config: dict, method: str) -> None:
@@ -88,19 +106,8 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
     def loss_fn(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
         return net.loss(x, net(x), targets, dataset_size=n_train)
 
-    settings = _settings(config, "train")
     logger.info("training %s on %d clips: %s", method, n_train, model_config)
-    run_config = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(settings)}
-    fit(
-        model=model,
-        loss_fn=loss_fn,
-        train_set=train_set,
-        test_set=test_set,
-        settings=settings,
-        run_dir=Path(output).parent / "run",
-        run_config=run_config,
-    )
-    save_model(output, "s3vae", model)
+    fit_and_save(model, "s3vae", loss_fn, train_set, test_set, _settings(config, "train"), output)
 
 
 def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -141,22 +148,12 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
     )
     judge = models.Judge(judge_config)
     settings = _settings(config, "judge")
-    run_config = {"model": dataclasses.asdict(judge_config), "train": dataclasses.asdict(settings)}
-    fit(
-        model=judge,
-        loss_fn=judge_loss,
-        train_set=train_set,
-        test_set=test_set,
-        settings=settings,
-        run_dir=Path(output).parent / "run",
-        run_config=run_config,
-    )
+    fit_and_save(judge, "judge", judge_loss, train_set, test_set, settings, output)
     judge.eval()
     scores = judge_accuracy(
         judge, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16
     )
     logger.info("judge test accuracy: %s", scores)
-    save_model(output, "judge", judge)
     name = str(h5io.read_attrs(dataset)["name"])
     table = pd.DataFrame(
         {"dataset": name, "head": list(scores), "accuracy": list(scores.values()), "n": len(test_set)}
