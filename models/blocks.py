@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -81,9 +82,7 @@ class FrameEncoder(nn.Module):
                 f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)"
             )
         widths = (in_channels, *channels)
-        self.convs = nn.Sequential(
-            *[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False))]
-        )
+        self.convs = nn.Sequential(*[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(pairwise(widths))])
         self.proj = nn.Sequential(
             nn.Linear(channels[-1] * final * final, out_dim), nn.LeakyReLU(0.2, inplace=True)
         )
@@ -106,7 +105,7 @@ class FrameDecoder(nn.Module):
         self.proj = nn.Sequential(
             nn.Linear(in_dim, widths[0] * self.start**2), nn.LeakyReLU(0.2, inplace=True)
         )
-        ups = [_up(a, b) for a, b in zip(widths, widths[1:], strict=False)]
+        ups = [_up(a, b) for a, b in pairwise(widths)]
         last = nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1)
         self.deconvs = nn.Sequential(*ups, last)
 

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 FlowBackend = Literal["dis", "raft_small", "raft_large"]
 BACKENDS: tuple[str, ...] = get_args(FlowBackend)
-SPLITS = ("train", "test")
 
 # The weights torchvision recommends for each model (its DEFAULT); each enum records the URL, whose
 # file name carries the sha256 prefix torch.hub checks on download, and the minimum input size.
@@ -259,7 +258,7 @@ def label_flow(
     _check_grid(int(h), int(w), grid=grid, topk=topk)  # fail before any flow is computed
     flow_fn = _flow_fn(backend, device=device, batch_size=batch_size, raft_weights=raft_weights)
     labels = {}
-    for split in SPLITS:
+    for split in h5io.list_splits(dataset):
         frames = h5io.read_split(dataset, split).frames
         _check_frames(frames)
         n, t = frames.shape[:2]

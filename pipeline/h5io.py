@@ -120,6 +120,11 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return dict(f.attrs)
 
 
+def list_splits(path: str | os.PathLike) -> list[str]:
+    with _open(path) as f:
+        return sorted(name for name, item in f.items() if isinstance(item, h5py.Group))
+
+
 def read_split(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
     """Load one split into memory (the first `limit` sequences when given)."""
     with _open(path) as f:
