@@ -30,7 +30,7 @@ def to_uint8(x: Tensor) -> np.ndarray:
 @dataclass(frozen=True)
 class ClipSet:
     frames: Tensor  # (N, T, H, W, C) uint8
-    targets: dict[str, Tensor]  # factor labels and pseudo labels, first axis N
+    targets: dict[str, Tensor]  # factor labels, trajectories and pseudo labels, first axis N
     factors: tuple[h5io.Factor, ...]
 
     def __len__(self) -> int:
@@ -65,6 +65,7 @@ def load_clips(
     """One split of a dataset file, with the pseudo labels of a label file when given."""
     arrays = h5io.read_split(dataset, split, limit)
     targets = {name: torch.from_numpy(a.astype(np.int64)) for name, a in arrays.factors.items()}
+    targets.update({name: torch.from_numpy(a) for name, a in arrays.trajectories.items()})
     if labels is not None:
         for name, a in h5io.read_labels(labels, split, limit).items():
             if len(a) != len(arrays):

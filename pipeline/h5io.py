@@ -3,10 +3,16 @@
 A dataset file (`results/data/{dataset}.h5`):
 
     /                      attrs: name, layout_version, frame_shape (T, H, W, C),
-                                  factors (JSON: {name: {"kind": "static"|"dynamic", "classes": [...]}})
+                                  factors (JSON: {name: {"kind": "static"|"dynamic", "classes": [...],
+                                                         "group": null or a group name}})
     /{split}/frames        uint8 (N, T, H, W, C), one chunk per sequence, gzip
     /{split}/factors/{f}   int16 (N,) per sequence, or (N, T) per frame
     /{split}/sequence_id   int32 (N,) identity of the source (Sprites: the character id)
+    /{split}/trajectories/{name}  float32 (N, T, ...) continuous per-frame states (positions, angles)
+
+Factors that share a `group` share their classes and are one order-free multiset: SMMNIST's two digits
+are `digit_a` and `digit_b` of group `digits`, and a judge recognises which digits a clip shows, not
+which one is "a".
 
 A label file (`results/labels/{dataset}_{labeler}.h5`) holds pseudo labels for the same sequences:
 
@@ -22,7 +28,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -50,6 +56,7 @@ class Factor:
     name: str
     kind: str  # "static" (constant over a clip) or "dynamic" (changes over time)
     classes: tuple[str, ...]
+    group: str | None = None  # factors of one group form an order-free multiset (see the module doc)
 
     @property
     def n_classes(self) -> int:
@@ -63,6 +70,7 @@ class Split:
     frames: np.ndarray  # (N, T, H, W, C) uint8
     factors: dict[str, np.ndarray]  # name -> (N,) or (N, T)
     sequence_id: np.ndarray  # (N,)
+    trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, T, ...) float32
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -74,9 +82,13 @@ def write_dataset(
     name: str,
     factors: list[Factor],
     splits: Mapping[str, Mapping[str, np.ndarray]],
+    trajectories: tuple[str, ...] = (),
     compression_level: int = 4,
 ) -> None:
-    """Write a dataset file atomically. `splits[s]` holds `frames`, `sequence_id` and one array per factor."""
+    """Write a dataset file atomically.
+
+    `splits[s]` holds `frames`, `sequence_id`, one array per factor and one per name in `trajectories`.
+    """
     frame_shapes = {s: arrays["frames"].shape[1:] for s, arrays in splits.items()}
     if len(set(frame_shapes.values())) != 1:
         raise ValueError(f"{path}: splits disagree on the frame shape: {frame_shapes}")
@@ -85,7 +97,7 @@ def write_dataset(
         f.attrs["layout_version"] = LAYOUT_VERSION
         f.attrs["frame_shape"] = next(iter(frame_shapes.values()))
         f.attrs["factors"] = json.dumps(
-            {fac.name: {"kind": fac.kind, "classes": list(fac.classes)} for fac in factors}
+            {fac.name: {"kind": fac.kind, "classes": list(fac.classes), "group": fac.group} for fac in factors}
         )
         for split, arrays in splits.items():
             group = f.create_group(split)
@@ -101,6 +113,10 @@ def write_dataset(
             group.create_dataset("sequence_id", data=np.asarray(arrays["sequence_id"], dtype=np.int32))
             for fac in factors:
                 group.create_dataset(f"factors/{fac.name}", data=np.asarray(arrays[fac.name], dtype=np.int16))
+            for name in trajectories:
+                group.create_dataset(
+                    f"trajectories/{name}", data=np.asarray(arrays[name], dtype=np.float32), compression="gzip"
+                )
 
 
 def _open(path: str | os.PathLike) -> h5py.File:
@@ -112,7 +128,7 @@ def _open(path: str | os.PathLike) -> h5py.File:
 def read_factors(path: str | os.PathLike) -> list[Factor]:
     with _open(path) as f:
         meta = json.loads(f.attrs["factors"])
-    return [Factor(name, m["kind"], tuple(m["classes"])) for name, m in meta.items()]
+    return [Factor(name, m["kind"], tuple(m["classes"]), m.get("group")) for name, m in meta.items()]
 
 
 def read_attrs(path: str | os.PathLike) -> dict:
@@ -136,6 +152,7 @@ def read_split(path: str | os.PathLike, split: str, limit: int | None = None) ->
             frames=group["frames"][rows],
             factors={name: ds[rows] for name, ds in group["factors"].items()},
             sequence_id=group["sequence_id"][rows],
+            trajectories={name: ds[rows] for name, ds in group.get("trajectories", {}).items()},
         )
 
 

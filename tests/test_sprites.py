@@ -113,7 +113,7 @@ def test_layout_and_labels(dataset: Path):
         assert tuple(f.attrs["frame_shape"]) == (8, 64, 64, 3)
         factors = json.loads(f.attrs["factors"])
         assert list(factors) == ["action", "skin", "pants", "top", "hair"]
-        assert factors["action"] == {"kind": "dynamic", "classes": list(ACTION_CLASSES)}
+        assert factors["action"] == {"kind": "dynamic", "classes": list(ACTION_CLASSES), "group": None}
         assert factors["top"]["classes"][5] == "formal_shirt_tie" and factors["skin"]["kind"] == "static"
         for split, ids in (("train", train[:N_TRAIN]), ("test", test[:N_TEST])):
             group = f[split]
