@@ -1,0 +1,87 @@
+"""Throughput of the procedural dataset generators (sequences per second): rendering alone, and the build.
+
+    python benchmarks/bench_build.py [--dataset NAME ...] [--sequences N] [--repeats R] [--threads N]
+
+For each generator in GENERATORS it times
+  (a) render: drawing and rendering N clips into memory, what the build does before writing;
+  (b) render + write: the whole build function, N clips split 3:1 into train and test, written to a
+      temporary HDF5 file (gzip level 4, as the workflow writes it).
+Times are medians over --repeats; seeds differ between repeats. A new generator is one more entry in
+GENERATORS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from pipeline import dsprites  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Generator:
+    render: Callable[[int, int], object]  # (sequences, seed) -> clips in memory
+    build: Callable[[Path, int, int], object]  # (output, sequences, seed) -> writes the dataset file
+
+
+def _render_dsprites(n: int, seed: int) -> object:
+    rng = np.random.default_rng(seed)
+    return dsprites.generate_split(rng, n, frames=dsprites.N_FRAMES, image_size=dsprites.IMAGE_SIZE)
+
+
+def _build_dsprites(output: Path, n: int, seed: int) -> object:
+    test = max(n // 4, 1)
+    return dsprites.build_dsprites(output=output, train_sequences=n - test, test_sequences=test, seed=seed)
+
+
+GENERATORS = {"dsprites": Generator(render=_render_dsprites, build=_build_dsprites)}
+
+
+def median_seconds(run: Callable[[int], object], repeats: int) -> float:
+    times = []
+    for seed in range(repeats):
+        started = time.perf_counter()
+        run(seed)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", nargs="+", choices=sorted(GENERATORS), default=sorted(GENERATORS))
+    parser.add_argument("--sequences", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="OpenCV threads (default: OpenCV's choice)")
+    args = parser.parse_args()
+    if args.sequences < 2:
+        parser.error("--sequences: at least 2 (one train and one test clip)")
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
+
+    n = args.sequences
+    print(f"{n} sequences per run, medians of {args.repeats} runs, OpenCV threads {cv2.getNumThreads()}")
+    print(f"{'dataset':<10} {'stage':<16} {'s':>7} {'seq/s':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.dataset:
+            generator, output = GENERATORS[name], Path(tmp) / f"{name}.h5"
+            stages = {
+                "render": lambda seed, g=generator: g.render(n, seed),
+                "render + write": lambda seed, g=generator, out=output: g.build(out, n, seed),
+            }
+            for stage, run in stages.items():
+                seconds = median_seconds(run, args.repeats)
+                print(f"{name:<10} {stage:<16} {seconds:>7.2f} {n / seconds:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
