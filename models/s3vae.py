@@ -10,7 +10,7 @@ regularisers, each switched off by a zero weight:
 - L_MI (Eq. 7-8): a minibatch estimate of I(z_f; z_1:T), penalised.
 
 The ground-truth ablation (`baseline_sv`) replaces pseudo labels by labels: heads on z_f predict the
-static factors and heads on z_t the dynamic ones.
+static factors, heads on z_t the dynamic ones and regress the per-frame states (SMMNIST: digit positions).
 
 Shapes: B batch, T time, C, H, W frame, D_h frame feature, D_f static latent, D_z dynamic latent.
 """
@@ -53,6 +53,7 @@ class S3VAEConfig:
     supervised_weight: float = 0.0
     static_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_f
     dynamic_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_t
+    dynamic_regression: dict[str, int] = field(default_factory=dict)  # per-frame state -> size, heads on z_t
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,11 @@ class S3VAE(nn.Module):
             if use_labels
             else {}
         )
+        self.dynamic_regression_heads = nn.ModuleDict(
+            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_regression.items()}
+            if use_labels
+            else {}
+        )
 
     # --- inference network -------------------------------------------------------------------------
     def encode_static(self, features: Tensor) -> Gaussian:
@@ -182,8 +188,9 @@ class S3VAE(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
-        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP and one (B,) class tensor per factor
-        for the ground-truth heads. The pixel likelihood is a fixed-variance Gaussian: a summed squared error.
+        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP, one (B,) class tensor per factor and
+        one standardised (B, T, ...) tensor per regressed state for the ground-truth heads. The pixel
+        likelihood is a fixed-variance Gaussian: a summed squared error.
         """
         c = self.config
         B, T = x.shape[:2]
@@ -223,6 +230,11 @@ class S3VAE(nn.Module):
                 logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
                 per_frame = targets[name].long().repeat_interleave(T)  # (B*T,)
                 supervised = supervised + T * F.cross_entropy(logits.flatten(0, 1), per_frame)
+            for name, head in self.dynamic_regression_heads.items():
+                predicted = head(out.dynamic_sample).float()  # (B, T, size)
+                supervised = (
+                    supervised + F.mse_loss(predicted, targets[name].reshape(B, T, -1), reduction="sum") / B
+                )
             terms["supervised"] = supervised
             total = total + c.supervised_weight * supervised
 

@@ -32,6 +32,7 @@ class ClipSet:
     frames: Tensor  # (N, T, H, W, C) uint8
     targets: dict[str, Tensor]  # factor labels, trajectories and pseudo labels, first axis N
     factors: tuple[h5io.Factor, ...]
+    trajectories: tuple[str, ...] = ()  # names of the float per-frame states among the targets
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -74,4 +75,9 @@ def load_clips(
                     " the labels are stale, rerun the label rule (snakemake --forcerun label_flow)"
                 )
             targets[name] = torch.from_numpy(np.ascontiguousarray(a))
-    return ClipSet(torch.from_numpy(arrays.frames), targets, tuple(h5io.read_factors(dataset)))
+    return ClipSet(
+        torch.from_numpy(arrays.frames),
+        targets,
+        tuple(h5io.read_factors(dataset)),
+        tuple(arrays.trajectories),
+    )

@@ -3,6 +3,12 @@
 Each source is pinned by the files it needs and their hashes, so a build never runs on data that differs
 from what the recipe was checked against. A verified copy ends with `dest/SHA256SUMS`, the output the
 workflow depends on.
+
+A mirror may hold a known incomplete copy of a file instead of the file itself (the shared MNIST mirror
+has only the first 22,699 training images). Such a copy is accepted only from a mirror, only under its
+own name, and only with its own pinned hash (`PartialCopy`); `dest/SHA256SUMS` then lists it under that
+name, so every reader sees that it has the partial copy. A truncated file under the full file's name
+fails the hash check like any corrupt download.
 """
 
 from __future__ import annotations
@@ -32,9 +38,19 @@ class DownloadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class PartialCopy:
+    """A mirror's known incomplete copy of a file, pinned by its own name and hash."""
+
+    path: str  # its name in the mirror folder (never the full file's name)
+    sha256: str
+    holds: str  # what it holds, for the log
+
+
+@dataclass(frozen=True)
 class RemoteFile:
     path: str  # relative to the source's root: the same under `url_base` and in the mirror folder
     sha256: str
+    partial_copy: PartialCopy | None = None  # accepted from a mirror that lacks the full file
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,34 @@ _LPC_SPRITES = Source(
     ),
 )
 
-SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES,)}
+# LeCun's IDX archives, as Google's CVDF mirrors them (yann.lecun.com refuses scripted downloads).
+# Provenance of the local copies in shared/data/mnist/SOURCE.md.
+_MNIST = Source(
+    name="mnist",
+    url_base="https://storage.googleapis.com/cvdf-datasets/mnist/",
+    files=(
+        RemoteFile(
+            "train-images-idx3-ubyte.gz",
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            PartialCopy(
+                "train-images-idx3-ubyte.truncated.gz",
+                "79b634409de0db1830fb5f31a58a21894b7e734b0c9c4ba6abaffeb1afd9f478",
+                "the first 3,751,936 bytes of the archive: 22,699 complete training images",
+            ),
+        ),
+        RemoteFile(
+            "train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+        ),
+        RemoteFile(
+            "t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+        ),
+        RemoteFile(
+            "t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+        ),
+    ),
+)
+
+SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES, _MNIST)}
 
 
 def sha256_file(path: Path | str) -> str:
@@ -195,7 +238,8 @@ def fetch_source(*, source: str, dest: Path | str, mirror: Path | str | None = N
     spec = SOURCES[source]
     dest = Path(dest)
     mirror = None if mirror is None else Path(mirror)
-    for file in spec.files:
+    fetched = [_substitute_partial_copy(spec, file, mirror) for file in spec.files]
+    for file in fetched:
         target = dest / file.path
         if target.is_file() and sha256_file(target) == file.sha256:
             logger.info("%s: already verified", target)
@@ -206,9 +250,35 @@ def fetch_source(*, source: str, dest: Path | str, mirror: Path | str | None = N
         logger.info("%s: fetched and verified", target)
     sums = dest / "SHA256SUMS"
     with atomic_path(sums) as tmp:
-        tmp.write_text("".join(f"{file.sha256}  {file.path}\n" for file in spec.files))
-    logger.info("%s: %d files verified", sums, len(spec.files))
+        tmp.write_text("".join(f"{file.sha256}  {file.path}\n" for file in fetched))
+    logger.info("%s: %d files verified", sums, len(fetched))
     return sums
+
+
+def _substitute_partial_copy(source: Source, file: RemoteFile, mirror: Path | None) -> RemoteFile:
+    """The file to fetch: `file` itself, or its pinned partial copy when the mirror has only that."""
+    copy = file.partial_copy
+    if mirror is None or copy is None or (mirror / source.name / file.path).exists():
+        return file
+    if not (mirror / source.name / copy.path).is_file():
+        return file  # neither is there: fetching `file` raises the error that names the full file
+    logger.warning(
+        "%s: the mirror has no %s, only its known partial copy %s (%s); using it",
+        mirror / source.name,
+        file.path,
+        copy.path,
+        copy.holds,
+    )
+    return RemoteFile(copy.path, copy.sha256)
+
+
+def verified_files(sums: Path | str) -> dict[str, str]:
+    """Path -> sha256 of every file a `fetch_source` call verified, read from its SHA256SUMS."""
+    sums = Path(sums)
+    if not sums.is_file():
+        raise FileNotFoundError(f"{sums} does not exist: fetch the source first (snakemake {sums})")
+    pairs = (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())
+    return {path.strip(): sha for sha, path in pairs}
 
 
 def main(argv: list[str] | None = None) -> None:

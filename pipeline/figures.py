@@ -28,7 +28,10 @@ def save_clip_grid(path: str, rows: list[np.ndarray], labels: list[str], title: 
     fig, ax = plt.subplots(
         figsize=(strip.shape[1] / 64 * 0.9 + 1.8, strip.shape[0] / 64 * 0.9 + 0.5), dpi=110
     )
-    ax.imshow(strip)
+    if strip.shape[-1] == 1:  # grayscale (SMMNIST)
+        ax.imshow(strip[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(strip)
     ax.set_yticks([height * (i + 0.5) for i in range(len(rows))], labels, fontsize=8)
     ax.set_xticks([])
     ax.set_title(title, fontsize=9)
@@ -44,7 +47,7 @@ def plot_figures(*, model: str, dataset: str, swap: str, generation: str, config
     torch.manual_seed(config["seed"])
     net = load_model(model, device)
     data = load_clips(dataset, "test")
-    # Clips of different characters and actions: Sprites stores 9 actions per character in a row.
+    # Clips of different identities and motions (Sprites stores a character's 9 actions in a row).
     picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
     x, _ = data.batch(picks, device)
     static, dynamic = net.encode(x)

@@ -23,10 +23,6 @@ def generation_scores(probs: np.ndarray) -> dict[str, float]:
     }
 
 
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(axis=1) == labels).mean())
-
-
 def balanced_subset(labels: np.ndarray) -> np.ndarray:
     """Indices of the first m clips of every class, m the size of the rarest class present."""
     classes, counts = np.unique(labels, return_counts=True)

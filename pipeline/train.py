@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 import models
-from pipeline import h5io
+from pipeline import h5io, heads
 from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data import ClipSet, load_clips
 from pipeline.h5io import atomic_path
+from pipeline.heads import JudgeHead
 from pipeline.training import TrainSettings, autocast, fit
 
 logger = logging.getLogger(__name__)
@@ -39,11 +39,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
-def s3vae_config(
-    config: dict, method: str, factors: tuple[h5io.Factor, ...], frame_shape
-) -> models.S3VAEConfig:
+def s3vae_config(config: dict, method: str, data: ClipSet, frame_shape) -> models.S3VAEConfig:
     """The S3VAE config of one Table 1 row: shared architecture plus the variant's regulariser weights."""
     T, H, W, C = (int(v) for v in frame_shape)
+    factors = data.factors
     grid = config["flow"]["grid"]
     return models.S3VAEConfig(
         in_channels=C,
@@ -56,6 +55,7 @@ def s3vae_config(
         dfp_classes=grid * grid,
         static_classes={f.name: f.n_classes for f in factors if f.kind == "static"},
         dynamic_classes={f.name: f.n_classes for f in factors if f.kind == "dynamic"},
+        dynamic_regression={name: data.targets[name][0, 0].numel() for name in data.trajectories},
         **config["variants"][method],
     )
 
@@ -99,35 +99,47 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
     torch.manual_seed(config["seed"])
     train_set = load_clips(dataset, "train", labels=labels, limit=config["train"]["max_sequences"])
     test_set = load_clips(dataset, "test", labels=labels, limit=config["evaluate"]["max_sequences"])
-    model_config = s3vae_config(config, method, train_set.factors, h5io.read_attrs(dataset)["frame_shape"])
+    model_config = s3vae_config(config, method, train_set, h5io.read_attrs(dataset)["frame_shape"])
     model = models.S3VAE(model_config)
     n_train = len(train_set)
+    # Regressed states are standardised with training statistics, so positions in pixels and angles in
+    # radians weigh alike.
+    states = {name: train_set.targets[name] for name in train_set.trajectories}
+    moments = {name: (s.mean(dim=(0, 1)), s.std(dim=(0, 1)).clamp_min(1e-6)) for name, s in states.items()}
 
     def loss_fn(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        for name, (mean, std) in moments.items():
+            targets[name] = (targets[name] - mean.to(x.device)) / std.to(x.device)
         return net.loss(x, net(x), targets, dataset_size=n_train)
 
     logger.info("training %s on %d clips: %s", method, n_train, model_config)
     fit_and_save(model, "s3vae", loss_fn, train_set, test_set, _settings(config, "train"), output)
 
 
-def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
-    logits = net(x)
-    terms = {f"ce_{name}": F.cross_entropy(out, targets[name]) for name, out in logits.items()}
-    terms["loss"] = sum(terms.values())
-    return terms
+def judge_loss_fn(judge_heads: list[JudgeHead]):
+    """Training loss of a judge: the sum of its heads' cross-entropies (pipeline/heads.py)."""
+
+    def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        logits = net(x)
+        terms = {f"ce_{h.name}": heads.head_loss(h, logits[h.name], targets) for h in judge_heads}
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    return judge_loss
 
 
 @torch.no_grad()
 def judge_accuracy(
     judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool
 ) -> dict[str, float]:
-    """Accuracy of each judge head on real clips."""
-    correct = {name: 0 for name in judge.config.heads}
-    for x, targets in data.batches(batch_size, shuffle=False, device=device):
+    """Accuracy of each judge head on real clips (a group head must name the whole multiset)."""
+    correct = {h.name: 0 for h in heads.judge_heads(data.factors)}
+    for x, targets in data.batches(batch_size, shuffle=False, device="cpu"):
         with autocast(device, bf16):
-            logits = judge(x)
-        for name, out in logits.items():
-            correct[name] += (out.argmax(-1) == targets[name]).sum().item()
+            probs = heads.probabilities(judge(x.to(device)))
+        labels = {name: t.numpy() for name, t in targets.items()}
+        for head in heads.judge_heads(data.factors):
+            correct[head.name] += int(heads.correct(head, probs[head.name], labels).sum())
     return {name: n / len(data) for name, n in correct.items()}
 
 
@@ -144,11 +156,12 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
         conv_channels=tuple(part["conv_channels"]),
         frame_dim=part["frame_dim"],
         hidden_dim=part["hidden_dim"],
-        heads={f.name: f.n_classes for f in train_set.factors},
+        heads={h.name: h.n_classes for h in heads.judge_heads(train_set.factors)},
     )
     judge = models.Judge(judge_config)
     settings = _settings(config, "judge")
-    fit_and_save(judge, "judge", judge_loss, train_set, test_set, settings, output)
+    loss = judge_loss_fn(heads.judge_heads(train_set.factors))
+    fit_and_save(judge, "judge", loss, train_set, test_set, settings, output)
     judge.eval()
     scores = judge_accuracy(
         judge, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16

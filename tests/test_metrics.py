@@ -10,8 +10,9 @@ import torch
 
 from models import S3VAE, S3VAEConfig
 from pipeline import metrics
-from pipeline.evaluate import DIRECTIONS, generate, score_run
+from pipeline.evaluate import DIRECTIONS, PROTOCOLS, Protocol, generate, score_run
 from pipeline.h5io import Factor
+from pipeline.heads import judge_heads
 
 K = 5
 
@@ -54,12 +55,6 @@ def test_entropy_of_a_distribution():
     np.testing.assert_allclose(metrics.entropy(p), [math.log(2), 0.0], atol=1e-9)
 
 
-def test_accuracy_counts_argmax_hits():
-    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-    assert metrics.accuracy(probs, np.array([0, 1, 1, 0])) == 0.5
-    assert metrics.accuracy(probs, np.array([0, 1, 0, 1])) == 1.0
-
-
 def test_balanced_subset_takes_the_first_m_of_every_class():
     labels = np.array([2, 0, 0, 1, 2, 0, 1, 2, 2, 0])  # class counts 4, 2, 4
     picked = metrics.balanced_subset(labels)
@@ -99,7 +94,8 @@ def test_score_run_on_hand_made_probabilities():
         "body": one_hot(body, 2),  # body survives
         "hair": one_hot(1 - hair, 2),  # hair is always wrong
     }
-    scores = score_run({"fixed_dynamics": fixed_dynamics, "fixed_static": fixed_static}, labels, FACTORS)
+    probs = {"fixed_dynamics": fixed_dynamics, "fixed_static": fixed_static}
+    scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(DIRECTIONS, "action"))
 
     assert scores["Acc/fixed_dynamics"] == 1.0
     assert scores["IS/fixed_dynamics"] == pytest.approx(3.0)  # balanced one-hot over 3 classes
@@ -114,6 +110,19 @@ def test_score_run_on_hand_made_probabilities():
         mean = (scores[f"{name}/fixed_dynamics"] + scores[f"{name}/fixed_static"]) / 2
         assert scores[name] == pytest.approx(mean), name
     assert scores["Acc"] == 0.75 and scores["IS"] == pytest.approx(2.0)
+
+
+def test_smmnist_is_scored_on_the_order_free_digits_with_z_f_fixed():
+    factors = [Factor(f"digit_{k}", "static", tuple("0123456789"), group="digits") for k in "ab"]
+    labels = {"digit_a": np.array([3, 7, 5, 1]), "digit_b": np.array([7, 3, 5, 2])}
+    half = (np.eye(10)[[3, 7, 5, 1]] + np.eye(10)[[7, 3, 5, 2]]) / 2  # exactly each clip's digits
+    half[3] = np.eye(10)[9]  # the last clip is judged to show the digit 9 twice: wrong
+    scores = score_run({"fixed_static": {"digits": half}}, labels, judge_heads(factors), PROTOCOLS["smmnist"])
+
+    assert not any("fixed_dynamics" in name for name in scores)
+    assert scores["Acc"] == scores["Acc/fixed_static"] == scores["Acc/fixed_static/digits"] == 0.75
+    assert scores["H(y|x)"] == pytest.approx((2 * math.log(2)) / 4)  # clips 0 and 1 split over two digits
+    assert scores["H(y)"] < math.log(10)
 
 
 # --- generation ----------------------------------------------------------------------------------------

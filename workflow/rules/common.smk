@@ -1,24 +1,29 @@
 # Constants and named input functions shared by the rule files.
 
 FIGURE_KINDS = ["swap", "generation"]
+# The datasets of each results table: Table 1 has the paper's columns, moving dSprites its own table.
+TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
 
 
 wildcard_constraints:
     dataset="[a-z0-9]+",
     method="[a-z0-9_]+",
     source="[a-z0-9-]+",
+    table="|".join(TABLE_DATASETS),
 
 
-def metrics_of_all_models(wildcards):
+def metrics_of_table(wildcards):
     return expand(
         "results/metrics/{dataset}/{method}.csv",
-        dataset=config["datasets"],
+        dataset=TABLE_DATASETS[wildcards.table],
         method=config["methods"],
     )
 
 
-def judge_accuracies(wildcards):
-    return expand("results/judges/{dataset}/accuracy.csv", dataset=config["datasets"])
+def judge_accuracies_of_table(wildcards):
+    return expand(
+        "results/judges/{dataset}/accuracy.csv", dataset=TABLE_DATASETS[wildcards.table]
+    )
 
 
 def variant_weights(wildcards):
@@ -28,7 +33,7 @@ def variant_weights(wildcards):
 def figures_of_all_models(wildcards):
     return expand(
         "results/figures/{dataset}/{method}_{kind}.png",
-        dataset=config["datasets"],
+        dataset=[*config["datasets"], "dsprites"],
         method=config["methods"],
         kind=FIGURE_KINDS,
     )

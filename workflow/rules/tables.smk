@@ -1,17 +1,17 @@
-rule make_table1:
-    """Table 1: every model's metrics, the judges' accuracy and the published rows, as CSV and Markdown."""
+rule make_table:
+    """A results table (table1: Sprites and SMMNIST; dsprites): every model's metrics, judge accuracy, published rows."""
     input:
-        metrics=metrics_of_all_models,
-        judges=judge_accuracies,
-        published="workflow/published/table1.csv",
+        metrics=metrics_of_table,
+        judges=judge_accuracies_of_table,
+        published="workflow/published/{table}.csv",
     output:
-        csv=report("results/tables/table1.csv", category="Tables"),
-        md="results/tables/table1.md",
+        csv=report("results/tables/{table}.csv", category="Tables"),
+        md="results/tables/{table}.md",
     log:
-        "logs/make_table1/table1.log",
+        "logs/make_table/{table}.log",
     localrule: True
     conda:
         "../../envs/report.yaml"
     threads: 1
     script:
-        "../scripts/make_table1.py"
+        "../scripts/make_table.py"

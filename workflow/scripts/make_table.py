@@ -1,9 +1,10 @@
 from pipeline.stage import run_stage
-from pipeline.tables import make_table1
+from pipeline.tables import make_table
 
 run_stage(
     snakemake,
-    make_table1,
+    make_table,
+    table=snakemake.wildcards.table,
     metrics=list(snakemake.input.metrics),
     judges=list(snakemake.input.judges),
     published=snakemake.input.published,
