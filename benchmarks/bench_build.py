@@ -1,13 +1,16 @@
 """Throughput of the procedural dataset generators (sequences per second): rendering alone, and the build.
 
     python benchmarks/bench_build.py [--dataset NAME ...] [--sequences N] [--repeats R] [--threads N]
+                                     [--mnist-dir resources/mnist]
 
 For each generator in GENERATORS it times
   (a) render: drawing and rendering N clips into memory, what the build does before writing;
   (b) render + write: the whole build function, N clips split 3:1 into train and test, written to a
       temporary HDF5 file (gzip level 4, as the workflow writes it).
 Times are medians over --repeats; seeds differ between repeats. A new generator is one more entry in
-GENERATORS.
+GENERATORS. SMMNIST needs MNIST fetched by the download stage (`--mnist-dir`, e.g. `snakemake
+resources/mnist/SHA256SUMS --config mirror=../shared/data`); its render time includes scaling the digits,
+its build time reading the IDX archives.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from pipeline import dsprites  # noqa: E402
+from pipeline import dsprites, smmnist  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,28 @@ def _build_dsprites(output: Path, n: int, seed: int) -> object:
     return dsprites.build_dsprites(output=output, train_sequences=n - test, test_sequences=test, seed=seed)
 
 
-GENERATORS = {"dsprites": Generator(render=_render_dsprites, build=_build_dsprites)}
+def smmnist_generator(mnist_dir: Path) -> Generator:
+    images, labels = smmnist.load_mnist(mnist_dir, "test")
+
+    def render(n: int, seed: int) -> object:
+        return smmnist.generate_split(
+            images, labels, n, smmnist.MovingDigitsSpec(), np.random.default_rng(seed)
+        )
+
+    def build(output: Path, n: int, seed: int) -> object:
+        test = max(n // 4, 1)
+        return smmnist.build_smmnist(
+            mnist_dir=mnist_dir, output=output, train_sequences=n - test, test_sequences=test, seed=seed
+        )
+
+    return Generator(render=render, build=build)
+
+
+# name -> the generator, made from the command-line arguments (SMMNIST reads MNIST first)
+GENERATORS: dict[str, Callable[[argparse.Namespace], Generator]] = {
+    "dsprites": lambda args: Generator(render=_render_dsprites, build=_build_dsprites),
+    "smmnist": lambda args: smmnist_generator(args.mnist_dir),
+}
 
 
 def median_seconds(run: Callable[[int], object], repeats: int) -> float:
@@ -62,6 +86,9 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="OpenCV threads (default: OpenCV's choice)")
+    parser.add_argument(
+        "--mnist-dir", type=Path, default=Path("resources/mnist"), help="fetched MNIST folder"
+    )
     args = parser.parse_args()
     if args.sequences < 2:
         parser.error("--sequences: at least 2 (one train and one test clip)")
@@ -73,7 +100,7 @@ def main() -> None:
     print(f"{'dataset':<10} {'stage':<16} {'s':>7} {'seq/s':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.dataset:
-            generator, output = GENERATORS[name], Path(tmp) / f"{name}.h5"
+            generator, output = GENERATORS[name](args), Path(tmp) / f"{name}.h5"
             stages = {
                 "render": lambda seed, g=generator: g.render(n, seed),
                 "render + write": lambda seed, g=generator, out=output: g.build(out, n, seed),
