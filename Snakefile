@@ -41,6 +41,5 @@ include: "workflow/rules/tables.smk"
 rule all:
     default_target: True
     input:
-        "results/tables/table1.csv",
-        "results/tables/dsprites.csv",
+        default_tables,
         figures_of_all_models,

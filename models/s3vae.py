@@ -51,8 +51,8 @@ class S3VAEConfig:
     mi_weight: float = 0.0
     mi_estimator: str = "mws"  # "mws" as S3VAE Eq. 8, or "mss" (stratified, calibrated to 0 when independent)
     supervised_weight: float = 0.0
-    static_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_f
-    dynamic_classes: dict[str, int] = field(default_factory=dict)  # factor -> classes, heads on z_t
+    static_classes: dict[str, int] = field(default_factory=dict)  # label head -> classes, heads on z_f
+    dynamic_classes: dict[str, int] = field(default_factory=dict)  # label head -> classes, heads on z_t
     dynamic_regression: dict[str, int] = field(default_factory=dict)  # per-frame state -> size, heads on z_t
 
 
@@ -188,8 +188,10 @@ class S3VAE(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
-        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP, one (B,) class tensor per factor and
-        one standardised (B, T, ...) tensor per regressed state for the ground-truth heads. The pixel
+        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP and, for the ground-truth heads, one
+        (B,) int64 class tensor or (B, classes) class distribution per labelled head (an order-free group
+        such as SMMNIST's two digits is a distribution) and one standardised (B, T, ...) tensor per
+        regressed state. The pixel
         likelihood is a fixed-variance Gaussian: a summed squared error.
         """
         c = self.config
@@ -223,12 +225,12 @@ class S3VAE(nn.Module):
 
         if c.supervised_weight > 0:
             supervised = sum(
-                F.cross_entropy(head(out.static_sample).float(), targets[name].long())
+                F.cross_entropy(head(out.static_sample).float(), targets[name])
                 for name, head in self.static_label_heads.items()
             )
             for name, head in self.dynamic_label_heads.items():
                 logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
-                per_frame = targets[name].long().repeat_interleave(T)  # (B*T,)
+                per_frame = targets[name].repeat_interleave(T, dim=0)  # (B*T,) classes or (B*T, classes)
                 supervised = supervised + T * F.cross_entropy(logits.flatten(0, 1), per_frame)
             for name, head in self.dynamic_regression_heads.items():
                 predicted = head(out.dynamic_sample).float()  # (B, T, size)

@@ -42,7 +42,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
 def s3vae_config(config: dict, method: str, data: ClipSet, frame_shape) -> models.S3VAEConfig:
     """The S3VAE config of one Table 1 row: shared architecture plus the variant's regulariser weights."""
     T, H, W, C = (int(v) for v in frame_shape)
-    factors = data.factors
+    label_heads = heads.judge_heads(data.factors)
     grid = config["flow"]["grid"]
     return models.S3VAEConfig(
         in_channels=C,
@@ -53,8 +53,8 @@ def s3vae_config(config: dict, method: str, data: ClipSet, frame_shape) -> model
         static_dim=config["model"]["static_dim"],
         dynamic_dim=config["model"]["dynamic_dim"],
         dfp_classes=grid * grid,
-        static_classes={f.name: f.n_classes for f in factors if f.kind == "static"},
-        dynamic_classes={f.name: f.n_classes for f in factors if f.kind == "dynamic"},
+        static_classes={h.name: h.n_classes for h in label_heads if h.kind == "static"},
+        dynamic_classes={h.name: h.n_classes for h in label_heads if h.kind == "dynamic"},
         dynamic_regression={name: data.targets[name][0, 0].numel() for name in data.trajectories},
         **config["variants"][method],
     )
@@ -106,10 +106,14 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
     # radians weigh alike.
     states = {name: train_set.targets[name] for name in train_set.trajectories}
     moments = {name: (s.mean(dim=(0, 1)), s.std(dim=(0, 1)).clamp_min(1e-6)) for name, s in states.items()}
+    # A group of labels (SMMNIST's two digits) has no order: its heads learn the digits' distribution.
+    groups = [h for h in heads.judge_heads(train_set.factors) if len(h.members) > 1]
 
     def loss_fn(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
         for name, (mean, std) in moments.items():
             targets[name] = (targets[name] - mean.to(x.device)) / std.to(x.device)
+        for head in groups:
+            targets[head.name] = heads.target_distribution(head, targets)
         return net.loss(x, net(x), targets, dataset_size=n_train)
 
     logger.info("training %s on %d clips: %s", method, n_train, model_config)

@@ -30,10 +30,14 @@ def variant_weights(wildcards):
     return config["variants"][wildcards.method]
 
 
+def default_tables(wildcards):
+    return expand("results/tables/{table}.csv", table=config["tables"])
+
+
 def figures_of_all_models(wildcards):
     return expand(
         "results/figures/{dataset}/{method}_{kind}.png",
-        dataset=[*config["datasets"], "dsprites"],
+        dataset=[d for table in config["tables"] for d in TABLE_DATASETS[table]],
         method=config["methods"],
         kind=FIGURE_KINDS,
     )
