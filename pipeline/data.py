@@ -1,6 +1,6 @@
 """Clips in memory, batched for torch.
 
-A split of Sprites is 9000 x 8 x 64 x 64 x 3 bytes (295 MB): it is read once into a uint8 tensor and every
+A split of Sprites is 9000 x 8 x 64 x 64 x 3 bytes (885 MB): it is read once into a uint8 tensor and every
 batch is sliced from memory, which keeps the loader far ahead of the model (benchmarks/bench_loader.py).
 """
 
