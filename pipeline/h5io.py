@@ -97,7 +97,10 @@ def write_dataset(
         f.attrs["layout_version"] = LAYOUT_VERSION
         f.attrs["frame_shape"] = next(iter(frame_shapes.values()))
         f.attrs["factors"] = json.dumps(
-            {fac.name: {"kind": fac.kind, "classes": list(fac.classes), "group": fac.group} for fac in factors}
+            {
+                fac.name: {"kind": fac.kind, "classes": list(fac.classes), "group": fac.group}
+                for fac in factors
+            }
         )
         for split, arrays in splits.items():
             group = f.create_group(split)
@@ -115,7 +118,9 @@ def write_dataset(
                 group.create_dataset(f"factors/{fac.name}", data=np.asarray(arrays[fac.name], dtype=np.int16))
             for name in trajectories:
                 group.create_dataset(
-                    f"trajectories/{name}", data=np.asarray(arrays[name], dtype=np.float32), compression="gzip"
+                    f"trajectories/{name}",
+                    data=np.asarray(arrays[name], dtype=np.float32),
+                    compression="gzip",
                 )
 
 
