@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import DSVAE, DSVAEConfig
+from pipeline.evaluate import DIRECTIONS, generate
 from pipeline.train import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 1, 16
@@ -50,6 +51,14 @@ def test_shapes_follow_the_s3vae_interface(encoder: str, dynamics: str):
     like = torch.zeros(1)
     generated = model.decode(model.sample_static(3, like), model.sample_dynamic(3, 7, like))
     assert generated.shape == (3, 7, C, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("dynamics", ["stochastic", "lstm_c"])
+def test_table1_generation_runs_unchanged(dynamics: str):
+    model = tiny_model("full", dynamics).eval()
+    x = binary_clips()
+    for keep in DIRECTIONS:
+        assert generate(model, x, keep).shape == x.shape
 
 
 @pytest.mark.parametrize("dynamics", ["lstm_f", "lstm_c"])
