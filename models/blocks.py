@@ -176,8 +176,8 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 
 def pixel_nll(recon: Tensor, x: Tensor, likelihood: str) -> Tensor:
     """Negative log-likelihood of frames x under pixel means `recon` in [0, 1], summed over every pixel and
-    averaged over the batch (the first axis). "gaussian" is a fixed unit variance up to its constant (a
-    summed squared error, as S3VAE trains); "bernoulli" suits binary frames (Helminger et al., bouncing
+    averaged over the batch (the first axis). "gaussian" has a fixed variance of 1/2 and drops its constant:
+    the summed squared error S3VAE trains with; "bernoulli" suits binary frames (Helminger et al., bouncing
     balls). The Bernoulli form is written out because autocast refuses F.binary_cross_entropy on CUDA."""
     B = x.shape[0]
     if likelihood == "gaussian":

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import DSVAE, DSVAEConfig
+from models.blocks import pixel_nll
 from pipeline.evaluate import DIRECTIONS, generate
 from pipeline.train import load_model, save_model
 
@@ -145,3 +146,12 @@ def test_save_and_load_round_trip(tmp_path):
 def test_unknown_variant_names_the_field():
     with pytest.raises(ValueError, match="dynamics"):
         DSVAEConfig(dynamics="lstm_x")
+
+
+def test_bernoulli_pixel_nll_is_the_binary_cross_entropy_per_clip():
+    x = binary_clips()
+    recon = torch.rand_like(x).clamp(0.01, 0.99)
+    expected = torch.nn.functional.binary_cross_entropy(recon, x, reduction="sum") / B
+    torch.testing.assert_close(pixel_nll(recon, x, "bernoulli"), expected)
+    with pytest.raises(ValueError, match="'poisson'"):
+        pixel_nll(recon, x, "poisson")
