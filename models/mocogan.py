@@ -121,13 +121,11 @@ class MoCoGAN(nn.Module):
         latent = torch.cat([content[:, None].expand(batch, steps, -1), motion], dim=-1)  # (B, T, D_c + D_m)
         return self.generator(latent)
 
-    def _one_frame_each(self, x: Tensor) -> Tensor:
-        """D_I's input: one frame drawn at random from every clip, (B, C, H, W)."""
-        B, T = x.shape[:2]
-        return x[torch.arange(B, device=x.device), torch.randint(T, (B,), device=x.device)]
-
     def _scores(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.image_discriminator(self._one_frame_each(x)), self.video_discriminator(x)
+        """D_I's logits on one frame drawn at random from each clip (B,), and D_V's logits (B, T)."""
+        B, T = x.shape[:2]
+        frames = x[torch.arange(B, device=x.device), torch.randint(T, (B,), device=x.device)]  # (B, C, H, W)
+        return self.image_discriminator(frames), self.video_discriminator(x)
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Binary cross-entropy of D_I and D_V on real clips (label 1) and generated ones (label 0, detached
