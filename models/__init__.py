@@ -4,11 +4,17 @@
 rebuilt from its family name and config alone.
 """
 
+from models.dsvae import DSVAE, DSVAEConfig
 from models.judge import Judge, JudgeConfig
+from models.mocogan import MoCoGAN, MoCoGANConfig
 from models.s3vae import S3VAE, S3VAEConfig
+from models.unordered import Unordered, UnorderedConfig
 
 FAMILIES = {
     "s3vae": (S3VAEConfig, S3VAE),
+    "dsvae": (DSVAEConfig, DSVAE),
+    "unordered": (UnorderedConfig, Unordered),
+    "mocogan": (MoCoGANConfig, MoCoGAN),
     "judge": (JudgeConfig, Judge),
 }
 

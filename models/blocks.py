@@ -1,4 +1,5 @@
-"""Building blocks shared by the sequential models: Gaussians, conv frame encoder/decoder, LSTM prior.
+"""Building blocks shared by the sequential models: Gaussians, conv frame encoder/decoder, LSTM prior,
+pixel likelihoods.
 
 Shape vocabulary: B batch, T time, C channels, H height, W width, D_f static latent, D_z dynamic latent.
 """
@@ -71,18 +72,27 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def conv_trunk(in_channels: int, channels: tuple[int, ...]) -> nn.Sequential:
+    """Strided 4x4 convs, each halving the side: (N, C, H, W) -> (N, channels[-1], H / 2**k, W / 2**k)."""
+    widths = (in_channels, *channels)
+    return nn.Sequential(*[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(pairwise(widths))])
+
+
+def final_side(image_size: int, channels: tuple[int, ...]) -> int:
+    """Side of conv_trunk's output map; the image side must be divisible by 2**len(channels)."""
+    final = image_size // 2 ** len(channels)
+    if final < 1 or final * 2 ** len(channels) != image_size:
+        raise ValueError(f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)")
+    return final
+
+
 class FrameEncoder(nn.Module):
     """DCGAN-style conv trunk applied to every frame independently: (B, T, C, H, W) -> (B, T, D)."""
 
     def __init__(self, in_channels: int, image_size: int, channels: tuple[int, ...], out_dim: int):
         super().__init__()
-        final = image_size // 2 ** len(channels)
-        if final < 1 or final * 2 ** len(channels) != image_size:
-            raise ValueError(
-                f"image_size {image_size} is not divisible by 2**{len(channels)} (conv_channels)"
-            )
-        widths = (in_channels, *channels)
-        self.convs = nn.Sequential(*[_down(a, b, norm=i > 0) for i, (a, b) in enumerate(pairwise(widths))])
+        final = final_side(image_size, channels)
+        self.convs = conv_trunk(in_channels, channels)
         self.proj = nn.Sequential(
             nn.Linear(channels[-1] * final * final, out_dim), nn.LeakyReLU(0.2, inplace=True)
         )
@@ -133,10 +143,17 @@ class LSTMPrior(nn.Module):
         return self.head(h)
 
     @torch.no_grad()
-    def sample(self, batch: int, steps: int, like: Tensor) -> Tensor:
-        """Roll the prior out for `steps` steps, feeding back its own samples: (B, T, D_z)."""
+    def sample(self, batch: int, steps: int, like: Tensor, context: Tensor | None = None) -> Tensor:
+        """Roll the prior out for `steps` steps, feeding back its own samples: (B, T, D_z).
+
+        With `context` z_1:t (B, t, D_z) the roll-out continues after it (imputation): the samples are
+        z_t+1:t+steps, drawn from p(z_t+1 | z_<=t) onwards.
+        """
         z = like.new_zeros(batch, 1, self.z_dim)
         state = None
+        if context is not None:
+            _, state = self.lstm(torch.cat([z, context[:, :-1]], dim=1))  # read z_0 = 0, z_1, ..., z_t-1
+            z = context[:, -1:]  # (B, 1, D_z)
         samples = []
         for _ in range(steps):
             h, state = self.lstm(z, state)
@@ -155,3 +172,17 @@ def bidirectional_summary(out: Tensor) -> Tensor:
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """The two-layer head used for every auxiliary prediction."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+
+
+def pixel_nll(recon: Tensor, x: Tensor, likelihood: str) -> Tensor:
+    """Negative log-likelihood of frames x under pixel means `recon` in [0, 1], summed over every pixel and
+    averaged over the batch (the first axis). "gaussian" has a fixed variance of 1/2 and drops its constant:
+    the summed squared error S3VAE trains with; "bernoulli" suits binary frames (Helminger et al., bouncing
+    balls). The Bernoulli form is written out because autocast refuses F.binary_cross_entropy on CUDA."""
+    B = x.shape[0]
+    if likelihood == "gaussian":
+        return F.mse_loss(recon, x, reduction="sum") / B
+    if likelihood == "bernoulli":
+        p = recon.float().clamp(1e-6, 1 - 1e-6)
+        return -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).sum() / B
+    raise ValueError(f"unknown pixel likelihood '{likelihood}': use 'gaussian' or 'bernoulli'")

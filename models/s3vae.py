@@ -32,6 +32,7 @@ from models.blocks import (
     LSTMPrior,
     bidirectional_summary,
     mlp,
+    pixel_nll,
 )
 
 
@@ -197,7 +198,7 @@ class S3VAE(nn.Module):
         c = self.config
         B, T = x.shape[:2]
         terms = {
-            "recon": F.mse_loss(out.recon, x, reduction="sum") / B,
+            "recon": pixel_nll(out.recon, x, "gaussian"),
             "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
             "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
         }

@@ -36,3 +36,9 @@ def mean_std(runs: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
         name: (float(np.mean([r[name] for r in runs])), float(np.std([r[name] for r in runs])))
         for name in runs[0]
     }
+
+
+def wrong_pixels(predicted: np.ndarray, target: np.ndarray) -> float:
+    """DSVAE Fig. 8: the fraction of pixels of binary frames that a reconstruction or prediction gets wrong,
+    both binarised at 0.5 (pixel means in [0, 1])."""
+    return float(((predicted > 0.5) != (target > 0.5)).mean())

@@ -179,3 +179,10 @@ def test_fixed_static_keeps_the_posterior_mean_of_z_f(tiny_model, clips, monkeyp
 def test_generate_rejects_an_unknown_direction(tiny_model, clips):
     with pytest.raises(ValueError, match="unknown direction 'both'"):
         generate(tiny_model, clips, "both")
+
+
+def test_wrong_pixels_counts_disagreements_after_binarising():
+    target = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert metrics.wrong_pixels(target, target) == 0.0
+    assert metrics.wrong_pixels(np.array([[0.4, 0.6], [0.2, 0.9]]), target) == 0.5
+    assert metrics.wrong_pixels(1 - target, target) == 1.0
