@@ -4,11 +4,13 @@
 rebuilt from its family name and config alone.
 """
 
+from models.fhvae import FHVAE, FHVAEConfig
 from models.judge import Judge, JudgeConfig
 from models.s3vae import S3VAE, S3VAEConfig
 
 FAMILIES = {
     "s3vae": (S3VAEConfig, S3VAE),
+    "fhvae": (FHVAEConfig, FHVAE),
     "judge": (JudgeConfig, Judge),
 }
 
