@@ -114,7 +114,7 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
 def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):
     """(family, model) of one audio row: S3VAE (a variant's weights, silence as L_DFP) or FHVAE (alpha),
     both latents `dim`-dimensional."""
-    spec = config["audio"]["methods"][method]
+    spec = config["audio"]["models"][method]
     part = config["audio"]["model"]
     if spec["family"] == "fhvae":
         n_sequences = int(train_set.targets["sequence_index"].max()) + 1
@@ -154,7 +154,7 @@ def index_sequences(train_set: ClipSet, test_set: ClipSet) -> None:
 
 
 def train_audio_model(*, dataset: str, labels: str, output: str, config: dict, method: str, dim: int) -> None:
-    """Train audio row `method` (config `audio/methods`) with `dim`-d latents on `dataset` and its silence
+    """Train audio row `method` (config `audio/models`) with `dim`-d latents on `dataset` and its silence
     labels; write the model to `output` (run directory beside it, as `train_model`)."""
     torch.manual_seed(config["seed"])
     train_set = load_clips(dataset, "train", labels=labels)
