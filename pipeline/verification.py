@@ -89,7 +89,8 @@ def evaluate_verification(*, model: str, dataset: str, output: str, config: dict
     device = resolve_device(config["device"])
     data = load_clips(dataset, "test")
     net = load_model(model, device)
-    static, dynamic = posterior_means(net, data, batch_size=256, device=device, bf16=False)
+    batch_size = config["evaluate"]["batch_size"]
+    static, dynamic = posterior_means(net, data, batch_size=batch_size, device=device, bf16=False)
     results = verification_eers(
         static.numpy(), dynamic.numpy(), data.targets["sequence_id"].numpy(), data.targets["speaker"].numpy()
     )

@@ -19,6 +19,7 @@ from pipeline.audio import (
     FeatureSettings,
     build_audio,
     cut_segments,
+    features_to_audio,
     frame_features,
     frame_rms_db,
     stft_params,
@@ -173,6 +174,8 @@ def test_fsdd_from_the_mirror_holds_out_utterances(mirror: Path, tmp_path: Path)
         assert indices <= (set(range(5)) if split == "test" else {5, 6, 7})
     speakers = next(f for f in h5io.read_factors(data) if f.name == "speaker").classes
     assert len(speakers) == 6 and h5io.read_attrs(data)["frame_shape"].tolist() == [20, 200]
+    waveform = features_to_audio(h5io.read_split(data, "test").frames[0], data)  # Griffin-Lim
+    assert abs(len(waveform) - 19 * 80) <= 80 and np.isfinite(waveform).all()  # 19 hops of 10 ms at 8 kHz
 
 
 # --- verification --------------------------------------------------------------------------------
