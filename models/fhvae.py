@@ -8,7 +8,7 @@ A sequence (an utterance) is cut into segments x = x_1:T. Each segment has two l
 Inference: q(z2 | x) from an LSTM over x; q(z1 | x, z2) from an LSTM over [x_t, z2]. The decoder LSTM
 reads [z1, z2] at every step and emits each frame's mean.
 
-Segment objective (Hsu et al. Eq. 4-5, the "discriminative segment variational lower bound"):
+Segment objective (Hsu et al.'s "discriminative segment variational lower bound"):
   L(x) = E_q[log p(x | z1, z2)] - KL(q(z1) || p(z1)) - KL(q(z2) || p(z2 | mu2_i)) + log p(mu2_i) / N_i
          + alpha * log p(i | z2),   log p(i | z2) = log p(z2 | mu2_i) - log sum_j p(z2 | mu2_j)
 over segments of sequence i, which has N_i segments. alpha = 0 is the plain FHVAE, alpha = 10 the one

@@ -7,7 +7,7 @@ Corpora:
 - TIMIT (LDC93S1, licensed, never downloaded): a user-given folder in the standard layout
   `{TRAIN,TEST}/DR{1-8}/{speaker}/{utterance}.WAV` (NIST SPHERE) with `.PHN`, `.WRD` and `.TXT` beside
   each. Train = TRAIN; test = the 24-speaker core test set. The SA sentences (read by every speaker)
-  are left out of both, as is usual since Lee and Hon (1989).
+  are left out of both, as TIMIT recipes usually do (Kaldi's among them).
 
 Features as the papers use them (S3VAE: 80-d log mel filter bank; DSVAE: 200-d log-magnitude spectrum),
 one frame every `hop_ms`, each utterance cut into segments of `segment_frames` frames (S3VAE and DSVAE:
