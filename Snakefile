@@ -8,6 +8,11 @@
 #   metrics/{dataset}/{method}.csv      its Table 1 metrics
 #   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations
 #   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST) and dsprites, published rows beside ours
+#   labels/{dataset}/silence.h5         speech: per-frame silence pseudo labels
+#   models/{dataset}/{method}/z{dim}/   speech: one audio model with dim-sized latents
+#   metrics/{dataset}/{method}/z{dim}_verification.csv   its speaker-verification EERs
+#   figures/{dataset}/{method}/z{dim}_conversion.png (+ _conversion/*.wav)   voice conversion
+#   tables/table3.csv, table3.md        speaker verification (S3VAE Table 3), published rows beside ours
 # resources/{source}/                   downloaded (or mirrored) raw files, checked by sha256
 from snakemake.utils import min_version
 
@@ -36,6 +41,7 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/audio.smk"
 
 
 rule all:

@@ -5,6 +5,7 @@ rebuilt from its family name and config alone.
 """
 
 from models.dsvae import DSVAE, DSVAEConfig
+from models.fhvae import FHVAE, FHVAEConfig
 from models.judge import Judge, JudgeConfig
 from models.mocogan import MoCoGAN, MoCoGANConfig
 from models.s3vae import S3VAE, S3VAEConfig
@@ -15,6 +16,7 @@ FAMILIES = {
     "dsvae": (DSVAEConfig, DSVAE),
     "unordered": (UnorderedConfig, Unordered),
     "mocogan": (MoCoGANConfig, MoCoGAN),
+    "fhvae": (FHVAEConfig, FHVAE),
     "judge": (JudgeConfig, Judge),
 }
 

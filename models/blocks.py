@@ -1,7 +1,10 @@
-"""Building blocks shared by the sequential models: Gaussians, conv frame encoder/decoder, LSTM prior,
-pixel likelihoods.
+"""Building blocks shared by the sequential models: Gaussians, frame encoders/decoders (conv for images, a
+per-frame MLP for feature vectors), LSTM prior, pixel likelihoods.
 
-Shape vocabulary: B batch, T time, C channels, H height, W width, D_f static latent, D_z dynamic latent.
+Frames are images (conv trunk, video) or feature vectors (MLP, audio spectra); `frame_codec` picks the pair.
+
+Shape vocabulary: B batch, T time, C channels, H height, W width, D feature vector, D_f static latent,
+D_z dynamic latent.
 """
 
 from __future__ import annotations
@@ -125,6 +128,66 @@ class FrameDecoder(nn.Module):
         h = h.contiguous(memory_format=torch.channels_last)
         x = torch.sigmoid(self.deconvs(h).float())  # (B*T, C, H, W)
         return x.view(B, T, *x.shape[1:])
+
+
+class VectorFrameEncoder(nn.Module):
+    """Two-layer MLP applied to every feature frame (a spectrum, a filter bank): (B, T, D) -> (B, T, D_h)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, out_dim),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(out_dim, out_dim),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # (B, T, D_h)
+
+
+class VectorFrameDecoder(nn.Module):
+    """Mirror of VectorFrameEncoder: (B, T, D_latent) -> feature means (B, T, D), unbounded (standardised
+    log spectra are real-valued, so no sigmoid)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, latent: Tensor) -> Tensor:
+        return self.net(latent).float()  # (B, T, D)
+
+
+def frame_codec(
+    kind: str,
+    *,
+    latent_dim: int,
+    frame_dim: int,
+    in_channels: int = 3,
+    image_size: int = 64,
+    conv_channels: tuple[int, ...] = (),
+    feature_dim: int = 0,
+) -> tuple[nn.Module, nn.Module]:
+    """The frame encoder (frames -> (B, T, frame_dim)) and decoder (latents -> frames) of one frame kind:
+    "image" (B, T, C, H, W) through conv trunks, or "vector" (B, T, D) through MLPs."""
+    if kind == "image":
+        return (
+            FrameEncoder(in_channels, image_size, conv_channels, frame_dim),
+            FrameDecoder(latent_dim, in_channels, image_size, conv_channels),
+        )
+    if kind == "vector":
+        if feature_dim < 1:
+            raise ValueError("frame_kind 'vector' needs feature_dim, the size of each feature frame")
+        return VectorFrameEncoder(feature_dim, frame_dim), VectorFrameDecoder(
+            latent_dim, frame_dim, feature_dim
+        )
+    raise ValueError(f"unknown frame kind '{kind}': use 'image' or 'vector'")
 
 
 class LSTMPrior(nn.Module):

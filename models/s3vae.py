@@ -6,13 +6,19 @@ p(z_f) = N(0, I) and a learned LSTM prior p(z_t | z_<t). Training maximises the 
 regularisers, each switched off by a zero weight:
 
 - L_SCC (Eq. 6): triplet loss on z_f; positive = the same clip shuffled in time, negative = another clip.
-- L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels (top-k optical-flow cells per frame).
+- L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels: the top-k optical-flow cells of each
+  frame (video, `dfp_target="flow_topk"`), or whether each frame is silent (audio, section 4.2,
+  `dfp_target="silence"`). Both are per-frame binary targets, scored by a summed binary cross-entropy.
 - L_MI (Eq. 7-8): a minibatch estimate of I(z_f; z_1:T), penalised.
 
 The ground-truth ablation (`baseline_sv`) replaces pseudo labels by labels: heads on z_f predict the
 static factors, heads on z_t the dynamic ones and regress the per-frame states (SMMNIST: digit positions).
 
-Shapes: B batch, T time, C, H, W frame, D_h frame feature, D_f static latent, D_z dynamic latent.
+Frames are images (`frame_kind="image"`, conv trunks) or feature vectors (`"vector"`, e.g. log mel
+spectra, MLPs); the rest of the model is the same.
+
+Shapes: B batch, T time, C, H, W frame (or D feature vector), D_h frame feature, D_f static latent,
+D_z dynamic latent.
 """
 
 from __future__ import annotations
@@ -25,12 +31,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.blocks import (
-    FrameDecoder,
-    FrameEncoder,
     Gaussian,
     GaussianHead,
     LSTMPrior,
     bidirectional_summary,
+    frame_codec,
     mlp,
     pixel_nll,
 )
@@ -38,6 +43,8 @@ from models.blocks import (
 
 @dataclass(frozen=True)
 class S3VAEConfig:
+    frame_kind: str = "image"  # "image" (B, T, C, H, W) or "vector" (B, T, D) feature frames
+    feature_dim: int = 0  # D of "vector" frames (80 log mel bands, 200 spectrum bins)
     in_channels: int = 3
     image_size: int = 64
     conv_channels: tuple[int, ...] = (64, 128, 256, 512)
@@ -48,7 +55,8 @@ class S3VAEConfig:
     scc_weight: float = 0.0
     scc_margin: float = 1.0
     dfp_weight: float = 0.0
-    dfp_classes: int = 0  # number of flow-grid cells (G * G) the DFP head scores
+    dfp_target: str = "flow_topk"  # "flow_topk": (B, T, k) cell indices; "silence": (B, T) 0/1 per frame
+    dfp_classes: int = 0  # outputs of the DFP head: flow-grid cells G * G, or 1 for silence
     mi_weight: float = 0.0
     mi_estimator: str = "mws"  # "mws" as S3VAE Eq. 8, or "mss" (stratified, calibrated to 0 when independent)
     supervised_weight: float = 0.0
@@ -65,7 +73,7 @@ class S3VAEOutput:
     static_sample: Tensor  # (B, D_f)
     dynamic_sample: Tensor  # (B, T, D_z)
     dynamic_prior: Gaussian  # p(z_t | z_<t), teacher-forced on dynamic_sample, (B, T, D_z)
-    recon: Tensor  # (B, T, C, H, W), pixel means in [0, 1]
+    recon: Tensor  # (B, T, C, H, W) pixel means in [0, 1], or (B, T, D) feature means
 
 
 def mutual_information(
@@ -114,16 +122,21 @@ class S3VAE(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.frame_encoder = FrameEncoder(c.in_channels, c.image_size, c.conv_channels, c.frame_dim)
+        self.frame_encoder, self.decoder = frame_codec(
+            c.frame_kind,
+            latent_dim=c.static_dim + c.dynamic_dim,
+            frame_dim=c.frame_dim,
+            in_channels=c.in_channels,
+            image_size=c.image_size,
+            conv_channels=c.conv_channels,
+            feature_dim=c.feature_dim,
+        )
         # z_f sees the whole clip in both directions; z_t only the past (causal).
         self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
         self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
         self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
         self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim)
-        self.decoder = FrameDecoder(
-            c.static_dim + c.dynamic_dim, c.in_channels, c.image_size, c.conv_channels
-        )
         self.dfp_head = mlp(c.dynamic_dim, c.hidden_dim, c.dfp_classes) if c.dfp_weight > 0 else None
         use_labels = c.supervised_weight > 0
         self.static_label_heads = nn.ModuleDict(
@@ -189,11 +202,11 @@ class S3VAE(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
-        `targets` holds `flow_topk` (B, T, k) cell indices for L_DFP and, for the ground-truth heads, one
-        (B,) int64 class tensor or (B, classes) class distribution per labelled head (an order-free group
-        such as SMMNIST's two digits is a distribution) and one standardised (B, T, ...) tensor per
-        regressed state. The pixel
-        likelihood is a fixed-variance Gaussian: a summed squared error.
+        `targets` holds the L_DFP target (`flow_topk` (B, T, k) cell indices or `silence` (B, T) 0/1) and,
+        for the ground-truth heads, one (B,) int64 class tensor or (B, classes) class distribution per
+        labelled head (an order-free group such as SMMNIST's two digits is a distribution) and one
+        standardised (B, T, ...) tensor per regressed state. The likelihood of pixels (or feature values)
+        is a fixed-variance Gaussian: a summed squared error.
         """
         c = self.config
         B, T = x.shape[:2]
@@ -213,8 +226,11 @@ class S3VAE(nn.Module):
             total = total + c.scc_weight * terms["scc"]
 
         if c.dfp_weight > 0:
-            logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G)
-            hot = torch.zeros_like(logits).scatter_(-1, targets["flow_topk"].long(), 1.0)  # (B, T, G*G)
+            logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G) or (B, T, 1)
+            if c.dfp_target == "silence":
+                hot = targets["silence"].float()[..., None]  # (B, T, 1)
+            else:
+                hot = torch.zeros_like(logits).scatter_(-1, targets["flow_topk"].long(), 1.0)  # (B, T, G*G)
             terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / B
             total = total + c.dfp_weight * terms["dfp"]
 

@@ -50,6 +50,25 @@ def validate(config: Mapping, source: str = "config") -> None:
         raise ConfigError(
             f"{source}: methods {unknown} are not defined under 'variants' ({sorted(config['variants'])})"
         )
+    audio = config["audio"]
+    unknown = [m for m in audio["methods"] if m not in audio["models"]]
+    if unknown:
+        raise ConfigError(
+            f"{source}: audio.methods {unknown} are not defined under 'audio.models' "
+            f"({sorted(audio['models'])})"
+        )
+    unknown = [
+        m["variant"]
+        for m in audio["models"].values()
+        if m["family"] == "s3vae" and m["variant"] not in config["variants"]
+    ]
+    if unknown:
+        raise ConfigError(f"{source}: audio.models use variants {unknown} that 'variants' does not define")
+    if "timit" in config["audio_datasets"] and config["timit"]["root"] is None:
+        raise ConfigError(
+            f"{source}: audio_datasets lists timit but timit.root is null: set it to your TIMIT copy "
+            "(LDC93S1), e.g. --config timit='{root: /data/TIMIT}', or drop timit"
+        )
 
 
 def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "config.yaml") -> dict:

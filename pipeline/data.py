@@ -18,7 +18,9 @@ from pipeline import h5io
 
 
 def to_input(frames: Tensor) -> Tensor:
-    """uint8 (B, T, H, W, C) -> float (B, T, C, H, W) in [0, 1]."""
+    """uint8 video (B, T, H, W, C) -> float (B, T, C, H, W) in [0, 1]; audio features (B, T, D) pass as is."""
+    if frames.dtype != torch.uint8:
+        return frames
     return frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
 
 
@@ -29,8 +31,8 @@ def to_uint8(x: Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClipSet:
-    frames: Tensor  # (N, T, H, W, C) uint8
-    targets: dict[str, Tensor]  # factor labels, trajectories and pseudo labels, first axis N
+    frames: Tensor  # (N, T, H, W, C) uint8, or audio features (N, T, D) float32
+    targets: dict[str, Tensor]  # factor labels, trajectories, pseudo labels and sequence_id, first axis N
     factors: tuple[h5io.Factor, ...]
     trajectories: tuple[str, ...] = ()  # names of the float per-frame states among the targets
 
@@ -67,6 +69,7 @@ def load_clips(
     arrays = h5io.read_split(dataset, split, limit)
     targets = {name: torch.from_numpy(a.astype(np.int64)) for name, a in arrays.factors.items()}
     targets.update({name: torch.from_numpy(a) for name, a in arrays.trajectories.items()})
+    targets["sequence_id"] = torch.from_numpy(arrays.sequence_id.astype(np.int64))
     if labels is not None:
         for name, a in h5io.read_labels(labels, split, limit).items():
             if len(a) != len(arrays):

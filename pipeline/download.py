@@ -167,7 +167,22 @@ _MNIST = Source(
     ),
 )
 
-SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES, _MNIST)}
+
+def _manifest(name: str) -> tuple[RemoteFile, ...]:
+    """Files pinned in `pipeline/sources/{name}.sha256` (`sha256sum` format), for sources too long to list."""
+    lines = (Path(__file__).parent / "sources" / f"{name}.sha256").read_text().splitlines()
+    return _files(*((path, sha256) for sha256, path in (line.split(maxsplit=1) for line in lines)))
+
+
+# The Free Spoken Digit Dataset's 3000 recordings (CC BY-SA 4.0); provenance in shared/data/fsdd/SOURCE.md.
+_FSDD = Source(
+    name="fsdd",
+    url_base="https://raw.githubusercontent.com/Jakobovski/free-spoken-digit-dataset/"
+    "26eb9aaf76e81b692f806f9140c2d2777410d7a1/",
+    files=_manifest("fsdd"),
+)
+
+SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES, _MNIST, _FSDD)}
 
 
 def sha256_file(path: Path | str) -> str:

@@ -2,10 +2,13 @@
 
 A dataset file (`results/data/{dataset}.h5`):
 
-    /                      attrs: name, layout_version, frame_shape (T, H, W, C),
+    /                      attrs: name, layout_version, modality ("video" or "audio"),
+                                  frame_shape (T, H, W, C) for video, (T, D) for audio,
                                   factors (JSON: {name: {"kind": "static"|"dynamic", "classes": [...],
-                                                         "group": null or a group name}})
-    /{split}/frames        uint8 (N, T, H, W, C), one chunk per sequence, gzip
+                                                         "group": null or a group name}}),
+                                  and any dataset-specific attrs (audio: the feature settings)
+    /{split}/frames        video: uint8 (N, T, H, W, C), one chunk per sequence, gzip
+    /{split}/features      audio: float32 (N, T, D) feature frames (log mel or log spectrum), gzip
     /{split}/factors/{f}   int16 (N,) per sequence, or (N, T) per frame
     /{split}/sequence_id   int32 (N,) identity of the source (Sprites: the character id)
     /{split}/trajectories/{name}  float32 (N, T, ...) continuous per-frame states (positions, angles)
@@ -20,6 +23,10 @@ A label file (`results/labels/{dataset}_{labeler}.h5`) holds pseudo labels for t
     /labels/{split}/{name} any dtype, first axis N in the dataset's order
 
 Splits are named groups (`train`, `test`), so a reader never loads what it does not use.
+
+Audio keeps its own `features` name rather than posing as (N, T, 1, D, 1) images: the dtype and the
+meaning differ (standardised floats, not pixels), and a reader that asks for one gets a clear error
+instead of a silent reinterpretation. `Split.frames` holds whichever the file has.
 """
 
 from __future__ import annotations
@@ -65,9 +72,9 @@ class Factor:
 
 @dataclass(frozen=True)
 class Split:
-    """One split held in memory: frames stay uint8 until a batch is made."""
+    """One split held in memory: video frames stay uint8 until a batch is made."""
 
-    frames: np.ndarray  # (N, T, H, W, C) uint8
+    frames: np.ndarray  # video (N, T, H, W, C) uint8, or audio features (N, T, D) float32
     factors: dict[str, np.ndarray]  # name -> (N,) or (N, T)
     sequence_id: np.ndarray  # (N,)
     trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, T, ...) float32
@@ -83,19 +90,25 @@ def write_dataset(
     factors: list[Factor],
     splits: Mapping[str, Mapping[str, np.ndarray]],
     trajectories: tuple[str, ...] = (),
+    attrs: Mapping[str, object] | None = None,
     compression_level: int = 4,
 ) -> None:
     """Write a dataset file atomically.
 
-    `splits[s]` holds `frames`, `sequence_id`, one array per factor and one per name in `trajectories`.
+    `splits[s]` holds `frames` (video) or `features` (audio), `sequence_id`, one array per factor and one
+    per name in `trajectories`. `attrs` are extra root attributes (e.g. audio feature settings).
     """
-    frame_shapes = {s: arrays["frames"].shape[1:] for s, arrays in splits.items()}
+    key = "features" if "features" in next(iter(splits.values())) else "frames"
+    frame_shapes = {s: arrays[key].shape[1:] for s, arrays in splits.items()}
     if len(set(frame_shapes.values())) != 1:
         raise ValueError(f"{path}: splits disagree on the frame shape: {frame_shapes}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["name"] = name
         f.attrs["layout_version"] = LAYOUT_VERSION
+        f.attrs["modality"] = "audio" if key == "features" else "video"
         f.attrs["frame_shape"] = next(iter(frame_shapes.values()))
+        for attr, value in (attrs or {}).items():
+            f.attrs[attr] = value
         f.attrs["factors"] = json.dumps(
             {
                 fac.name: {"kind": fac.kind, "classes": list(fac.classes), "group": fac.group}
@@ -104,9 +117,9 @@ def write_dataset(
         )
         for split, arrays in splits.items():
             group = f.create_group(split)
-            frames = np.asarray(arrays["frames"], dtype=np.uint8)
+            frames = np.asarray(arrays[key], dtype=np.float32 if key == "features" else np.uint8)
             group.create_dataset(
-                "frames",
+                key,
                 data=frames,
                 chunks=(1, *frames.shape[1:]),
                 compression="gzip",
@@ -154,7 +167,7 @@ def read_split(path: str | os.PathLike, split: str, limit: int | None = None) ->
         group = f[split]
         rows = slice(0, limit)
         return Split(
-            frames=group["frames"][rows],
+            frames=group["features" if "features" in group else "frames"][rows],
             factors={name: ds[rows] for name, ds in group["factors"].items()},
             sequence_id=group["sequence_id"][rows],
             trajectories={name: ds[rows] for name, ds in group.get("trajectories", {}).items()},

@@ -1,7 +1,7 @@
-"""Stage `make_table`: our Table-1-style rows beside the published ones, as tidy CSV and Markdown.
+"""Stages `make_table` and `make_table3`: our rows beside the published ones, as tidy CSV and Markdown.
 
 `table1` holds the paper's datasets (Sprites, SMMNIST); `dsprites` holds moving dSprites, which has no
-published numbers.
+published numbers; `table3` is speaker verification.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pandas as pd
 
 from pipeline.evaluate import COLUMNS, HEADLINE, protocol_of
 from pipeline.h5io import atomic_path
+from pipeline.verification import COLUMNS as VERIFICATION_COLUMNS
 
 TITLES = {
     "table1": "Table 1 (S3VAE): generation scored by the judge",
@@ -82,3 +83,34 @@ def make_table(
     published_rows = reference.assign(method=reference["method"].str.removeprefix("published: "))
     with atomic_path(output_md) as tmp:
         tmp.write_text(markdown_table(TITLES[table], ours, published_rows, judge_table))
+
+
+def markdown_table3(table: pd.DataFrame) -> str:
+    lines = ["# Table 3 (S3VAE) / Table 2 (DSVAE): speaker verification EER (lower: more speaker)", ""]
+    for dataset, rows in table.groupby("dataset", sort=False):
+        lines += [
+            f"## {dataset}",
+            "",
+            "| model | feature | dim | EER (%) | source |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.model} | {r.feature} | {r.dim} | {100 * r.eer:.2f} | {r.source} |"
+            for r in rows.itertuples()
+        ]
+        notes = rows.loc[rows["source"] == "seqdis", "note"].dropna().unique()
+        lines += [""] + [f"Ours: {note}." for note in notes] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def make_table3(*, verification: list[str], published: str, output_csv: str, output_md: str) -> None:
+    """Concatenate per-model verification files; add the published rows labelled `published: `."""
+    ours = pd.concat([pd.read_csv(path) for path in verification], ignore_index=True)
+    ours["source"] = "seqdis"
+    reference = pd.read_csv(published, comment="#")
+    reference = reference.assign(model="published: " + reference["model"])
+    table = pd.concat([ours, reference], ignore_index=True)[VERIFICATION_COLUMNS + ["source"]]
+    with atomic_path(output_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(output_md) as tmp:
+        tmp.write_text(markdown_table3(table))

@@ -1,4 +1,5 @@
-"""Stages `train_model` (a generative model variant) and `train_judge` (the classifier that scores it)."""
+"""Stages `train_model` (a video model variant), `train_audio_model` (S3VAE or FHVAE on speech features)
+and `train_judge` (the classifier that scores video models)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,8 @@ def s3vae_config(config: dict, method: str, data: ClipSet, frame_shape) -> model
     )
 
 
-def _settings(config: dict, section: str) -> TrainSettings:
-    part = config[section]
+def _settings(config: dict, part: dict) -> TrainSettings:
+    """Training settings from one config section (`train`, `judge`, `audio/train`) and the global keys."""
     device = resolve_device(config["device"])
     return TrainSettings(
         epochs=part["epochs"],
@@ -117,7 +118,69 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
         return net.loss(x, net(x), targets, dataset_size=n_train)
 
     logger.info("training %s on %d clips: %s", method, n_train, model_config)
-    fit_and_save(model, "s3vae", loss_fn, train_set, test_set, _settings(config, "train"), output)
+    fit_and_save(model, "s3vae", loss_fn, train_set, test_set, _settings(config, config["train"]), output)
+
+
+def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):
+    """(family, model) of one audio row: S3VAE (a variant's weights, silence as L_DFP) or FHVAE (alpha),
+    both latents `dim`-dimensional."""
+    spec = config["audio"]["models"][method]
+    part = config["audio"]["model"]
+    if spec["family"] == "fhvae":
+        n_sequences = int(train_set.targets["sequence_index"].max()) + 1
+        return "fhvae", models.FHVAE(
+            models.FHVAEConfig(
+                feature_dim=feature_dim,
+                segment_frames=T,
+                hidden_dim=part["hidden_dim"],
+                static_dim=dim,
+                dynamic_dim=dim,
+                num_sequences=n_sequences,
+                alpha=spec["alpha"],
+            )
+        )
+    model_config = models.S3VAEConfig(
+        frame_kind="vector",
+        feature_dim=feature_dim,
+        frame_dim=part["frame_dim"],
+        hidden_dim=part["hidden_dim"],
+        static_dim=dim,
+        dynamic_dim=dim,
+        dfp_target="silence",
+        dfp_classes=1,
+        **config["variants"][spec["variant"]],
+    )
+    return "s3vae", models.S3VAE(model_config)
+
+
+def index_sequences(train_set: ClipSet, test_set: ClipSet) -> None:
+    """Add FHVAE's targets: `sequence_index`, each training segment's row in the mu2 table (-1 for test
+    segments, whose utterances have no row), and `sequence_segments`, the segments of its utterance."""
+    for data, seen in ((train_set, True), (test_set, False)):
+        ids = data.targets["sequence_id"]
+        _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+        data.targets["sequence_index"] = inverse if seen else torch.full_like(ids, -1)
+        data.targets["sequence_segments"] = counts[inverse]
+
+
+def train_audio_model(*, dataset: str, labels: str, output: str, config: dict, method: str, dim: int) -> None:
+    """Train audio row `method` (config `audio/models`) with `dim`-d latents on `dataset` and its silence
+    labels; write the model to `output` (run directory beside it, as `train_model`)."""
+    torch.manual_seed(config["seed"])
+    train_set = load_clips(dataset, "train", labels=labels)
+    test_set = load_clips(dataset, "test", labels=labels)
+    index_sequences(train_set, test_set)
+    T, feature_dim = (int(v) for v in h5io.read_attrs(dataset)["frame_shape"])
+    family, model = audio_model(config, method, dim, train_set, feature_dim, T)
+    n_train = len(train_set)
+
+    def loss_fn(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        return net.loss(x, net(x), targets, dataset_size=n_train)
+
+    logger.info("training %s (%d-d latents) on %d segments: %s", method, dim, n_train, model.config)
+    fit_and_save(
+        model, family, loss_fn, train_set, test_set, _settings(config, config["audio"]["train"]), output
+    )
 
 
 def judge_loss_fn(judge_heads: list[JudgeHead]):
@@ -163,7 +226,7 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
         heads={h.name: h.n_classes for h in heads.judge_heads(train_set.factors)},
     )
     judge = models.Judge(judge_config)
-    settings = _settings(config, "judge")
+    settings = _settings(config, config["judge"])
     loss = judge_loss_fn(heads.judge_heads(train_set.factors))
     fit_and_save(judge, "judge", loss, train_set, test_set, settings, output)
     judge.eval()

@@ -179,3 +179,29 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert counts["make_table"] == 1
     for upstream in ("build_dsprites", "label_flow", "train_judge"):
         assert upstream not in counts, f"--forcerun train_model reran {upstream}"
+
+
+@pytest.mark.slow
+def test_table3_dry_run_is_the_audio_dag(clean_copy: Path):
+    result = snakemake("-n", "results/tables/table3.csv", cwd=clean_copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    audio = CONFIG["audio"]
+    n_models = len(CONFIG["audio_datasets"]) * len(audio["methods"]) * len(audio["dims"])
+    assert n_models == 6
+    assert job_counts(result.stdout) == {
+        "download_source": 1,
+        "build_audio": 1,
+        "label_silence": 1,
+        "train_audio_model": n_models,
+        "evaluate_verification": n_models,
+        "convert_voices": n_models,
+        "make_table3": 1,
+    }
+    assert "results/models/fsdd/fhvae_a10/z64/model.pt" in result.stdout
+
+
+@pytest.mark.slow
+def test_timit_without_its_folder_fails_before_any_rule(clean_copy: Path):
+    result = snakemake("-n", "--config", "audio_datasets=[timit]", cwd=clean_copy)
+    assert result.returncode != 0
+    assert "timit.root" in result.stdout and "LDC93S1" in result.stdout, result.stdout[-3000:]

@@ -41,3 +41,34 @@ def figures_of_all_models(wildcards):
         method=config["methods"],
         kind=FIGURE_KINDS,
     )
+
+
+def audio_source(wildcards):
+    """FSDD comes through download_source; TIMIT is the user's folder (timit.root), not a workflow file."""
+    return ["resources/fsdd/SHA256SUMS"] if wildcards.dataset == "fsdd" else []
+
+
+def audio_root(wildcards):
+    return "resources/fsdd" if wildcards.dataset == "fsdd" else config["timit"]["root"]
+
+
+def audio_model_spec(wildcards):
+    return config["audio"]["models"][wildcards.method]
+
+
+def verification_of_all_audio_models(wildcards):
+    return expand(
+        "results/metrics/{dataset}/{method}/z{dim}_verification.csv",
+        dataset=config["audio_datasets"],
+        method=config["audio"]["methods"],
+        dim=config["audio"]["dims"],
+    )
+
+
+def conversions_of_all_audio_models(wildcards):
+    return expand(
+        "results/figures/{dataset}/{method}/z{dim}_conversion.png",
+        dataset=config["audio_datasets"],
+        method=config["audio"]["methods"],
+        dim=config["audio"]["dims"],
+    )

@@ -1,0 +1,10 @@
+from pipeline.silence import label_silence
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    label_silence,
+    dataset=snakemake.input.dataset,
+    output=snakemake.output[0],
+    threshold_db=snakemake.params.threshold_db,
+)

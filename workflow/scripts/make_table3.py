@@ -1,0 +1,11 @@
+from pipeline.stage import run_stage
+from pipeline.tables import make_table3
+
+run_stage(
+    snakemake,
+    make_table3,
+    verification=list(snakemake.input.verification),
+    published=snakemake.input.published,
+    output_csv=snakemake.output.csv,
+    output_md=snakemake.output.md,
+)

@@ -1,0 +1,13 @@
+from pipeline.stage import run_stage
+from pipeline.train import train_audio_model
+
+run_stage(
+    snakemake,
+    train_audio_model,
+    dataset=snakemake.input.dataset,
+    labels=snakemake.input.labels,
+    output=snakemake.output[0],
+    config=snakemake.config,
+    method=snakemake.wildcards.method,
+    dim=int(snakemake.wildcards.dim),
+)
