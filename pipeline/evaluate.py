@@ -151,7 +151,7 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
     dataset_name = str(read_attrs(dataset)["name"])
     protocol = protocol_of(dataset_name)
     judge_heads = heads.judge_heads(data.factors)
-    if hasattr(net, "encode"):
+    if hasattr(net, "encode"):  # keep posterior means of the real clips, score against their labels
         labels = {name: t.numpy() for name, t in data.targets.items()}
         means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
 

@@ -258,15 +258,12 @@ def fit(
 
 
 # --- adversarial training (MoCoGAN) -----------------------------------------------------------------------
-GAN_BETAS = (0.5, 0.999)  # Adam's betas in MoCoGAN (and DCGAN): a short momentum keeps the game stable
+GAN_BETAS = (0.5, 0.999)  # Adam's betas as MoCoGAN trains (the DCGAN setting)
 
 
 def _gan_terms(d_terms: dict[str, Tensor], g_terms: dict[str, Tensor]) -> dict[str, Tensor]:
     """Both players' terms in one dict; "loss" (their sum) is only what the log and the NaN check read."""
-    merged = {
-        **{k: v for k, v in d_terms.items() if k != "loss"},
-        **{k: v for k, v in g_terms.items() if k != "loss"},
-    }
+    merged = {k: v for terms in (d_terms, g_terms) for k, v in terms.items() if k != "loss"}
     return {
         **merged,
         "d_loss": d_terms["loss"],
@@ -284,7 +281,7 @@ def gan_losses(model: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[
 
 def train_gan_one_epoch(model, data: ClipSet, optimizers, s: TrainSettings, epoch: int) -> dict[str, float]:
     """Per batch, one discriminator step on real clips and fakes generated without a graph, then one
-    generator step on a fresh fake batch (MoCoGAN Algorithm 1 with one D and one G update)."""
+    generator step on a fresh fake batch (MoCoGAN's alternating updates, one of each per batch)."""
     d_optimizer, g_optimizer = optimizers
     model.train()
     sums: dict[str, float] = {}
@@ -314,7 +311,8 @@ def fit_gan(
     run_config: dict,
 ) -> nn.Module:
     """Train a GAN (`generate`, `discriminator_loss`, `generator_loss`, `*_parameters`) with one Adam per
-    player at a constant rate; checkpoints, resume and seeding are `fit`'s (`run_epochs`)."""
+    player at the constant rate `settings.lr` (MoCoGAN used 0.0002); checkpoints, resume and seeding are
+    `fit`'s (`run_epochs`)."""
     s = settings
     model.to(s.device)
     d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=s.lr, betas=GAN_BETAS)
