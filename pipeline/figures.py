@@ -57,6 +57,7 @@ class Codes:
 
     clips: np.ndarray  # (B, T, H, W, C) uint8: the clips the codes stand for
     source: str  # "real" (posterior means of test clips) or "sampled"
+    names: tuple[str, str]  # what the static and the dynamic code are called in the figures' labels
     static: Tensor  # (B, D_f)
     dynamic: Tensor  # (B, T, D_z)
     decode: Callable[[Tensor, Tensor], Tensor]
@@ -71,6 +72,7 @@ def encoded_codes(net: nn.Module, x: Tensor) -> Codes:
     return Codes(
         clips=to_uint8(x),
         source="real",
+        names=("z_f", "z_1:T"),
         static=static,
         dynamic=dynamic,
         decode=net.decode,
@@ -95,7 +97,8 @@ def sampled_codes(net: nn.Module, batch: int, steps: int) -> Codes:
 
     static = contents(batch)
     dynamic = motions(static)
-    return Codes(to_uint8(decode(static, dynamic)), "sampled", static, dynamic, decode, contents, motions)
+    clips = to_uint8(decode(static, dynamic))
+    return Codes(clips, "sampled", ("content", "motion"), static, dynamic, decode, contents, motions)
 
 
 @torch.no_grad()
@@ -108,11 +111,13 @@ def plot_figures(*, model: str, dataset: str, swap: str, generation: str, config
     picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
     x, _ = data.batch(picks, device)
     codes = encoded_codes(net, x) if hasattr(net, "encode") else sampled_codes(net, len(picks), x.shape[1])
+    static_name, dynamic_name = codes.names
     rows, labels = [], []
     for a, b in [(0, 1), (2, 3)][: len(picks) // 2]:
         swapped = codes.decode(codes.static[[a, b]], codes.dynamic[[b, a]])
         rows += [codes.clips[a], codes.clips[b], *to_uint8(swapped)]
-        labels += [f"A{a}", f"B{b}", f"f(A{a}) z(B{b})", f"f(B{b}) z(A{a})"]
+        labels += [f"A{a}", f"B{b}"]
+        labels += [f"{static_name}(A{a}) {dynamic_name}(B{b})", f"{static_name}(B{b}) {dynamic_name}(A{a})"]
     save_clip_grid(swap, rows, labels, f"{method}: static/dynamic swap ({codes.source} clips)")
 
     n = 4
