@@ -62,8 +62,6 @@ def _vae_architecture(config: dict, settings: dict, frame_shape) -> dict:
         "hidden_dim": part["hidden_dim"],
         "static_dim": part["static_dim"],
         "dynamic_dim": part["dynamic_dim"],
-        # S3VAE's summed squared error, so the Table 1 rows differ in their model, not their likelihood
-        "likelihood": "gaussian",
     }
     return {**shared, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}}
 
@@ -72,9 +70,8 @@ def s3vae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> mo
     """An S3VAE row: shared architecture plus the variant's regulariser weights."""
     label_heads = heads.judge_heads(data.factors)
     grid = config["flow"]["grid"]
-    architecture = {k: v for k, v in _vae_architecture(config, {}, frame_shape).items() if k != "likelihood"}
     return models.S3VAEConfig(
-        **architecture,
+        **_vae_architecture(config, {}, frame_shape),
         dfp_classes=grid * grid,
         static_classes={h.name: h.n_classes for h in label_heads if h.kind == "static"},
         dynamic_classes={h.name: h.n_classes for h in label_heads if h.kind == "dynamic"},
@@ -83,14 +80,21 @@ def s3vae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> mo
     )
 
 
+# S3VAE's summed squared error unless a variant says otherwise, so that Table 1's rows differ in their
+# model, not in their likelihood
+DEFAULT_LIKELIHOOD = {"likelihood": "gaussian"}
+
+
 def dsvae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.DSVAEConfig:
     """A DSVAE row (factorised or full q; stochastic or LSTM-f / LSTM-c dynamics)."""
-    return models.DSVAEConfig(**_vae_architecture(config, settings, frame_shape))
+    return models.DSVAEConfig(**{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)})
 
 
 def unordered_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.UnorderedConfig:
     """The unordered-frames model (Helminger et al.): the shared architecture, z of the variant's size."""
-    return models.UnorderedConfig(**_vae_architecture(config, settings, frame_shape))
+    return models.UnorderedConfig(
+        **{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)}
+    )
 
 
 def mocogan_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.MoCoGANConfig:
