@@ -6,13 +6,15 @@
 #   judges/{dataset}/judge.pt           classifier trained on real clips; accuracy.csv beside it
 #   models/{dataset}/{method}/model.pt  one trained variant; run/ holds checkpoint, metrics.csv, tensorboard
 #   metrics/{dataset}/{method}.csv      its Table 1 metrics
-#   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations
+#   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations (+ z grid, z trace: unordered)
 #   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST) and dsprites, published rows beside ours
 #   labels/{dataset}/silence.h5         speech: per-frame silence pseudo labels
 #   models/{dataset}/{method}/z{dim}/   speech: one audio model with dim-sized latents
 #   metrics/{dataset}/{method}/z{dim}_verification.csv   its speaker-verification EERs
 #   figures/{dataset}/{method}/z{dim}_conversion.png (+ _conversion/*.wav)   voice conversion
 #   tables/table3.csv, table3.md        speaker verification (S3VAE Table 3), published rows beside ours
+#   tables/dsvae_table1.csv             DSVAE's Sprites table (its Table 1)
+#   tables/dsvae_dynamics.csv, .png     DSVAE section 4.3 on results/data/bouncing.h5 (its Fig. 8)
 # resources/{source}/                   downloaded (or mirrored) raw files, checked by sha256
 from snakemake.utils import min_version
 
@@ -42,6 +44,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/audio.smk"
+include: "workflow/rules/bouncing.smk"
+include: "workflow/rules/dsvae.smk"
 
 
 rule all:

@@ -38,7 +38,7 @@ import models  # noqa: E402
 from models import blocks  # noqa: E402
 from pipeline import config as config_io  # noqa: E402
 from pipeline.data import ClipSet, to_input  # noqa: E402
-from pipeline.train import s3vae_config  # noqa: E402
+from pipeline.train import s3vae_config, variant_of  # noqa: E402
 from pipeline.training import autocast  # noqa: E402
 
 T, SIZE, CHANNELS = 8, 64, 3
@@ -92,7 +92,7 @@ def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
     """S3VAE `full` at the preset's sizes, built as `train_model` builds it, and the resolved config."""
     config = config_io.load(overrides={"preset": preset})
     no_labels = ClipSet(frames=torch.empty(0), targets={}, factors=())
-    return s3vae_config(config, "full", no_labels, (T, SIZE, SIZE, CHANNELS)), config
+    return s3vae_config(config, variant_of(config, "full")[1], no_labels, (T, SIZE, SIZE, CHANNELS)), config
 
 
 def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:

@@ -174,7 +174,9 @@ class DSVAE(nn.Module):
     def sample_static(self, batch: int, like: Tensor) -> Tensor:
         return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
 
-    def sample_dynamic(self, batch: int, steps: int, like: Tensor) -> Tensor:
+    def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
+        """z from p(z_t | z_<t), or one z ~ N(0, I) per clip for lstm_*; `static` is unused (p(z) does
+        not depend on f), and taken so every family samples through one call."""
         if self.prior is not None:
             return self.prior.sample(batch, steps, like)  # (B, T, D_z)
         z = torch.randn(batch, 1, self.config.dynamic_dim, device=like.device, dtype=like.dtype)

@@ -13,7 +13,8 @@ judge's own verdict. `table1_probabilities` draws `groups` groups of `group_size
 - fixed_static: a group shares z_C; each clip draws its own motion noise.
 
 A group's label of a factor is the judge's majority vote over the group's clips (dynamic factors in the
-fixed_dynamics groups, static factors in the fixed_static groups), so Acc is how often the judge agrees
+fixed_dynamics groups, static factors in the fixed_static groups; an order-free head such as SMMNIST's
+`digits` votes with whole multisets), so Acc is how often the judge agrees
 with its group's majority: the fraction of clips whose kept factor survived resampling the other code.
 IS, H(y|x) and H(y) use the judge's dynamic-factor probabilities of the generated clips, which are
 unconditional samples in both directions (fixed_dynamics on a subset balanced over the group labels, as
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.blocks import FrameDecoder, conv_trunk, final_side
+from pipeline.heads import predict  # how the judge's p(y|x) is read, so votes are read as scores are
 
 DIRECTIONS = ("fixed_dynamics", "fixed_static")
 
@@ -151,13 +153,30 @@ class MoCoGAN(nn.Module):
         return terms
 
 
+def _majority(rows: np.ndarray) -> np.ndarray:
+    """The most frequent row of (n, m) integer rows (ties: the smallest), as (m,)."""
+    values, counts = np.unique(rows, axis=0, return_counts=True)
+    return values[counts.argmax()]
+
+
 @torch.no_grad()
 def table1_probabilities(
-    model: MoCoGAN, judge: nn.Module, factors, *, groups: int, group_size: int, steps: int, batch_size: int
+    model: MoCoGAN,
+    judge: nn.Module,
+    judge_heads,
+    *,
+    directions=DIRECTIONS,
+    groups: int,
+    group_size: int,
+    steps: int,
+    batch_size: int,
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Judge probabilities of generated clips in both directions (see the module docstring) and the group
-    majority labels: ({direction: {factor: (groups * group_size, K)}}, {factor: (groups * group_size,)}),
-    the arguments `pipeline.evaluate.score_run` takes. `factors` are the dataset's (name and kind)."""
+    """Judge probabilities of generated clips in `directions` (see the module docstring) and the group
+    majority labels: ({direction: {head: (groups * group_size, K)}}, {factor: (groups * group_size,)}),
+    the arguments `pipeline.evaluate.score_run` takes. `judge_heads` are the dataset's
+    (`pipeline.heads.judge_heads`): a group head (SMMNIST's order-free `digits`) votes with the multiset it
+    predicts, and the majority multiset becomes its member factors' labels. Heads whose kind is not kept by
+    any of `directions` get no labels (score_run reads none)."""
     c = model.config
     like = next(model.parameters())
     n = groups * group_size
@@ -169,11 +188,12 @@ def table1_probabilities(
         return torch.randn(n, *shape, device=like.device)
 
     codes = {
-        "fixed_dynamics": (fresh(c.content_dim), shared(steps, c.noise_dim)),
-        "fixed_static": (shared(c.content_dim), fresh(steps, c.noise_dim)),
+        "fixed_dynamics": lambda: (fresh(c.content_dim), shared(steps, c.noise_dim)),
+        "fixed_static": lambda: (shared(c.content_dim), fresh(steps, c.noise_dim)),
     }
     probs: dict[str, dict[str, np.ndarray]] = {}
-    for direction, (content, noise) in codes.items():
+    for direction in directions:
+        content, noise = codes[direction]()
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in judge.config.heads}
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size)
@@ -183,9 +203,11 @@ def table1_probabilities(
         probs[direction] = {name: np.concatenate(parts) for name, parts in chunks.items()}
 
     labels = {}
-    for factor in factors:
-        direction = "fixed_dynamics" if factor.kind == "dynamic" else "fixed_static"
-        votes = probs[direction][factor.name].argmax(axis=1).reshape(groups, group_size)
-        majority = np.array([np.bincount(row).argmax() for row in votes])  # (groups,)
-        labels[factor.name] = majority.repeat(group_size)
+    for head in judge_heads:
+        direction = "fixed_dynamics" if head.kind == "dynamic" else "fixed_static"
+        if direction not in probs:
+            continue
+        votes = predict(head, probs[direction][head.name]).reshape(groups, group_size, len(head.members))
+        majority = np.stack([_majority(group) for group in votes]).repeat(group_size, axis=0)  # (n, m)
+        labels.update({member: majority[:, i] for i, member in enumerate(head.members)})
     return probs, labels

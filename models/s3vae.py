@@ -177,8 +177,10 @@ class S3VAE(nn.Module):
     def sample_static(self, batch: int, like: Tensor) -> Tensor:
         return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
 
-    def sample_dynamic(self, batch: int, steps: int, like: Tensor) -> Tensor:
-        return self.prior.sample(batch, steps, like)  # (B, T, D_z)
+    def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
+        """z_1:T from the learned prior (B, T, D_z); `static` is unused (p(z) does not depend on z_f), and
+        taken so every family samples through one call."""
+        return self.prior.sample(batch, steps, like)
 
     def forward(self, x: Tensor) -> S3VAEOutput:
         features = self.frame_encoder(x)  # (B, T, D_h)

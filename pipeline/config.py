@@ -45,11 +45,17 @@ def validate(config: Mapping, source: str = "config") -> None:
             + "\n".join(lines)
             + "\nFix the key or value (each property of the schema has a description)."
         )
-    unknown = [m for m in config["methods"] if m not in config["variants"]]
-    if unknown:
-        raise ConfigError(
-            f"{source}: methods {unknown} are not defined under 'variants' ({sorted(config['variants'])})"
-        )
+    variants = config["variants"]
+    for key in ("methods", "dsvae_table1_methods", "dynamics_methods"):
+        unknown = [m for m in config[key] if m not in variants]
+        if unknown:
+            raise ConfigError(
+                f"{source}: {key} {unknown} are not defined under 'variants' ({sorted(variants)})"
+            )
+    for key in ("dsvae_table1_methods", "dynamics_methods"):
+        others = [m for m in config[key] if variants[m].get("family") != "dsvae"]
+        if others:
+            raise ConfigError(f"{source}: {key} {others} are not DSVAE variants: give them 'family: dsvae'")
     audio = config["audio"]
     unknown = [m for m in audio["methods"] if m not in audio["models"]]
     if unknown:

@@ -13,6 +13,10 @@ head; the metric names without a direction suffix average the two. SMMNIST is sc
 in the fixed_static direction only: Acc is the fraction of generated clips whose two digits the judge
 recognises as the real clip's (order-free, pipeline/heads.py), and the scores use the judge's 10-way
 digit distribution, where a clip of two different digits judged perfectly has H(y|x) = log 2.
+
+A model without an encoder (MoCoGAN) is scored by `models.mocogan.table1_probabilities`: groups of
+`evaluate.group_size` generated clips share the kept code, and the judge's majority verdict of a group
+stands in for the real labels; as many clips are generated as the test split holds.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from models.mocogan import table1_probabilities
 from pipeline import heads, metrics
 from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data import load_clips
@@ -63,13 +68,17 @@ def protocol_of(dataset_name: str) -> Protocol:
 
 @torch.no_grad()
 def regenerate(model: nn.Module, static: Tensor, dynamic: Tensor, keep: str) -> Tensor:
-    """Decode posterior means (B, D_f), (B, T, D_z): keep one latent, draw the other from its prior."""
+    """Decode posterior means (B, D_f), (B, T, D_z): keep one latent, draw the other from its prior; with
+    keep = "prior", draw both (DSVAE's random generations)."""
     B, T = dynamic.shape[:2]
     if keep == "fixed_dynamics":
         return model.decode(model.sample_static(B, like=static), dynamic)
     if keep == "fixed_static":
-        return model.decode(static, model.sample_dynamic(B, T, like=dynamic))
-    raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS}")
+        return model.decode(static, model.sample_dynamic(B, T, like=dynamic, static=static))
+    if keep == "prior":
+        drawn = model.sample_static(B, like=static)
+        return model.decode(drawn, model.sample_dynamic(B, T, like=dynamic, static=drawn))
+    raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS} or 'prior'")
 
 
 @torch.no_grad()
@@ -138,22 +147,42 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
     part = config["evaluate"]
     data = load_clips(dataset, "test", limit=part["max_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
-    labels = {name: t.numpy() for name, t in data.targets.items()}
     bf16 = resolve_bf16(config["train"]["bf16"], device)
-    means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
     dataset_name = str(read_attrs(dataset)["name"])
     protocol = protocol_of(dataset_name)
     judge_heads = heads.judge_heads(data.factors)
+    if hasattr(net, "encode"):  # keep posterior means of the real clips, score against their labels
+        labels = {name: t.numpy() for name, t in data.targets.items()}
+        means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
+
+        def judged_repeat():
+            probs = {
+                keep: judge_generations(
+                    net, judge_net, means, keep=keep, batch_size=part["batch_size"], device=device, bf16=bf16
+                )
+                for keep in protocol.directions
+            }
+            return probs, labels
+    else:  # no encoder: the kept code is sampled and the judge's group verdict is the label
+        group_size = part["group_size"]
+
+        def judged_repeat():
+            with autocast(device, bf16):
+                return table1_probabilities(
+                    net,
+                    judge_net,
+                    judge_heads,
+                    directions=protocol.directions,
+                    groups=max(len(data) // group_size, 1),
+                    group_size=group_size,
+                    steps=data.frames.shape[1],
+                    batch_size=part["batch_size"],
+                )
+
     runs = []
     for repeat in range(part["repeats"]):
         torch.manual_seed(config["seed"] * 1000 + repeat)
-        probs = {
-            keep: judge_generations(
-                net, judge_net, means, keep=keep, batch_size=part["batch_size"], device=device, bf16=bf16
-            )
-            for keep in protocol.directions
-        }
-        runs.append(score_run(probs, labels, judge_heads, protocol))
+        runs.append(score_run(*judged_repeat(), judge_heads, protocol))
         logger.info("repeat %d: Acc %.4f IS %.3f", repeat + 1, runs[-1]["Acc"], runs[-1]["IS"])
     rows = [
         {"dataset": dataset_name, "method": method, "metric": name, "value": mean, "std": std, "n": len(data)}

@@ -42,3 +42,13 @@ def wrong_pixels(predicted: np.ndarray, target: np.ndarray) -> float:
     """DSVAE Fig. 8: the fraction of pixels of binary frames that a reconstruction or prediction gets wrong,
     both binarised at 0.5 (pixel means in [0, 1])."""
     return float(((predicted > 0.5) != (target > 0.5)).mean())
+
+
+def marginal_kl(probs: np.ndarray, reference: np.ndarray) -> float:
+    """KL(p || q) of the class marginals of two sets of judge outputs, p = mean of probs (n, K) and
+    q = mean of reference (m, K): DSVAE Table 1's KL(p_recon || p_data) and KL(p_random || p_data)."""
+    # float64 and renormalised: float32 softmax rows sum to 1 only within ~1e-7, enough to turn a KL of
+    # near-identical marginals negative
+    p, q = (np.clip(a.astype(np.float64).mean(axis=0), 1e-12, None) for a in (probs, reference))
+    p, q = p / p.sum(), q / q.sum()
+    return float((p * (np.log(p) - np.log(q))).sum())

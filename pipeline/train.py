@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,7 @@ from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data import ClipSet, load_clips
 from pipeline.h5io import atomic_path
 from pipeline.heads import JudgeHead
-from pipeline.training import TrainSettings, autocast, fit
+from pipeline.training import TrainSettings, autocast, fit, fit_gan
 
 logger = logging.getLogger(__name__)
 
@@ -40,25 +42,88 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
-def s3vae_config(config: dict, method: str, data: ClipSet, frame_shape) -> models.S3VAEConfig:
-    """The S3VAE config of one Table 1 row: shared architecture plus the variant's regulariser weights."""
+def variant_of(config: dict, method: str) -> tuple[str, dict]:
+    """The family of a `variants` entry and its family-specific settings (unset ones dropped)."""
+    settings = {k: v for k, v in config["variants"][method].items() if v is not None}
+    return settings.pop("family", "s3vae"), settings
+
+
+def _frame_architecture(config: dict, frame_shape) -> dict:
+    """What every family takes from the data and the shared `model` section: frame size and conv widths."""
     T, H, W, C = (int(v) for v in frame_shape)
+    return {"in_channels": C, "image_size": H, "conv_channels": tuple(config["model"]["conv_channels"])}
+
+
+def _vae_architecture(config: dict, settings: dict, frame_shape) -> dict:
+    """The shared `model` section for a VAE family, overridden by the variant's own settings."""
+    part = config["model"]
+    shared = {
+        **_frame_architecture(config, frame_shape),
+        "frame_dim": part["frame_dim"],
+        "hidden_dim": part["hidden_dim"],
+        "static_dim": part["static_dim"],
+        "dynamic_dim": part["dynamic_dim"],
+    }
+    return {**shared, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}}
+
+
+def s3vae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.S3VAEConfig:
+    """An S3VAE row: shared architecture plus the variant's regulariser weights."""
     label_heads = heads.judge_heads(data.factors)
     grid = config["flow"]["grid"]
     return models.S3VAEConfig(
-        in_channels=C,
-        image_size=H,
-        conv_channels=tuple(config["model"]["conv_channels"]),
-        frame_dim=config["model"]["frame_dim"],
-        hidden_dim=config["model"]["hidden_dim"],
-        static_dim=config["model"]["static_dim"],
-        dynamic_dim=config["model"]["dynamic_dim"],
+        **_vae_architecture(config, {}, frame_shape),
         dfp_classes=grid * grid,
         static_classes={h.name: h.n_classes for h in label_heads if h.kind == "static"},
         dynamic_classes={h.name: h.n_classes for h in label_heads if h.kind == "dynamic"},
         dynamic_regression={name: data.targets[name][0, 0].numel() for name in data.trajectories},
-        **config["variants"][method],
+        **settings,
     )
+
+
+# S3VAE's summed squared error unless a variant says otherwise, so that Table 1's rows differ in their
+# model, not in their likelihood
+DEFAULT_LIKELIHOOD = {"likelihood": "gaussian"}
+
+
+def dsvae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.DSVAEConfig:
+    """A DSVAE row (factorised or full q; stochastic or LSTM-f / LSTM-c dynamics)."""
+    return models.DSVAEConfig(**{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)})
+
+
+def unordered_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.UnorderedConfig:
+    """The unordered-frames model (Helminger et al.): the shared architecture, z of the variant's size."""
+    return models.UnorderedConfig(
+        **{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)}
+    )
+
+
+def mocogan_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.MoCoGANConfig:
+    """MoCoGAN: the shared conv widths for G_I, D_I and D_V; code sizes from the variant (50, 10, 10)."""
+    frame = _frame_architecture(config, frame_shape)
+    channels = frame.pop("conv_channels")
+    return models.MoCoGANConfig(
+        **frame, generator_channels=channels, discriminator_channels=channels, **settings
+    )
+
+
+@dataclass(frozen=True)
+class Family:
+    build_config: Callable[[dict, dict, ClipSet, tuple], object]
+    adversarial: bool = False  # trained by `fit_gan`, else by `fit` on the family's negative ELBO
+    flow_labels: bool = False  # trains on the optical-flow pseudo labels (S3VAE's DFP term)
+
+
+FAMILIES = {
+    "s3vae": Family(s3vae_config, flow_labels=True),
+    "dsvae": Family(dsvae_config),
+    "unordered": Family(unordered_config),
+    "mocogan": Family(mocogan_config, adversarial=True),
+}
+
+
+def family_of(config: dict, method: str) -> Family:
+    return FAMILIES[variant_of(config, method)[0]]
 
 
 def _settings(config: dict, part: dict) -> TrainSettings:
@@ -78,30 +143,26 @@ def _settings(config: dict, part: dict) -> TrainSettings:
 def fit_and_save(
     model, family: str, loss_fn, train_set, test_set, settings: TrainSettings, output: str
 ) -> None:
-    """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model."""
-    run_config = {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(settings)}
-    fit(
-        model=model,
-        loss_fn=loss_fn,
-        train_set=train_set,
-        test_set=test_set,
-        settings=settings,
-        run_dir=Path(output).parent / "run",
-        run_config=run_config,
-    )
+    """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model.
+    With `loss_fn` None the model is a GAN, trained adversarially by `fit_gan`."""
+    run = {
+        "model": model,
+        "train_set": train_set,
+        "test_set": test_set,
+        "settings": settings,
+        "run_dir": Path(output).parent / "run",
+        "run_config": {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(settings)},
+    }
+    if loss_fn is None:
+        fit_gan(**run)
+    else:
+        fit(loss_fn=loss_fn, **run)
     save_model(output, family, model)
 
 
-def train_model(*, dataset: str, labels: str, output: str, config: dict, method: str) -> None:
-    """Train S3VAE variant `method` on `dataset` (with its flow labels); write the model to `output`.
-
-    The run directory beside `output` keeps the resumable checkpoint, metrics.csv and TensorBoard logs.
-    """
-    torch.manual_seed(config["seed"])
-    train_set = load_clips(dataset, "train", labels=labels, limit=config["train"]["max_sequences"])
-    test_set = load_clips(dataset, "test", labels=labels, limit=config["evaluate"]["max_sequences"])
-    model_config = s3vae_config(config, method, train_set, h5io.read_attrs(dataset)["frame_shape"])
-    model = models.S3VAE(model_config)
+def vae_loss_fn(train_set: ClipSet):
+    """The negative ELBO of a VAE family, with the targets S3VAE's regularisers read prepared (the other
+    families ignore them)."""
     n_train = len(train_set)
     # Regressed states are standardised with training statistics, so positions in pixels and angles in
     # radians weigh alike.
@@ -117,8 +178,27 @@ def train_model(*, dataset: str, labels: str, output: str, config: dict, method:
             targets[head.name] = heads.target_distribution(head, targets)
         return net.loss(x, net(x), targets, dataset_size=n_train)
 
-    logger.info("training %s on %d clips: %s", method, n_train, model_config)
-    fit_and_save(model, "s3vae", loss_fn, train_set, test_set, _settings(config, config["train"]), output)
+    return loss_fn
+
+
+def train_model(*, dataset: str, output: str, config: dict, method: str, labels: str | None = None) -> None:
+    """Train `method` (a `variants` entry of any family) on `dataset`; write the model to `output`.
+
+    S3VAE rows also read the flow labels (`labels`). The run directory beside `output` keeps the
+    resumable checkpoint, metrics.csv and TensorBoard logs.
+    """
+    torch.manual_seed(config["seed"])
+    family_name, settings = variant_of(config, method)
+    family = FAMILIES[family_name]
+    if family.flow_labels and labels is None:
+        raise ValueError(f"{method} ({family_name}) trains on flow labels: pass labels= (results/labels/...)")
+    train_set = load_clips(dataset, "train", labels=labels, limit=config["train"]["max_sequences"])
+    test_set = load_clips(dataset, "test", labels=labels, limit=config["evaluate"]["max_sequences"])
+    model_config = family.build_config(config, settings, train_set, h5io.read_attrs(dataset)["frame_shape"])
+    model = models.FAMILIES[family_name][1](model_config)
+    logger.info("training %s (%s) on %d clips: %s", method, family_name, len(train_set), model_config)
+    loss_fn = None if family.adversarial else vae_loss_fn(train_set)
+    fit_and_save(model, family_name, loss_fn, train_set, test_set, _settings(config, config["train"]), output)
 
 
 def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):

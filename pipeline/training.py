@@ -5,6 +5,7 @@
 - `metrics.csv` and `tensorboard/`: every loss term per epoch for both splits.
 A rerun with the same config resumes after the last finished epoch. Each epoch reseeds torch from
 (seed, epoch), so a resumed run follows the same data order and noise as an uninterrupted one.
+`fit_gan` trains a GAN (MoCoGAN) through the same epoch loop (`run_epochs`), with one Adam per player.
 """
 
 from __future__ import annotations
@@ -52,37 +53,49 @@ def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
     return {name: value / max(count, 1) for name, value in sums.items()}
 
 
-def train_one_epoch(
-    model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int
-):
-    model.train()
+def _epoch_batches(data: ClipSet, s: TrainSettings, epoch: int):
+    """The epoch's shuffled training batches (the order is seeded from the seed and the epoch), with a bar."""
     generator = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
-    sums: dict[str, float] = {}
-    count = 0
-    n_batches = len(data) // s.batch_size
-    bar = tqdm(
+    return tqdm(
         data.batches(s.batch_size, shuffle=True, generator=generator, device=s.device, drop_last=True),
-        total=n_batches,
+        total=len(data) // s.batch_size,
         desc=f"epoch {epoch + 1}/{s.epochs}",
         unit="batch",
         mininterval=5,
         leave=False,
     )
+
+
+def _add_terms(sums: dict[str, float], terms: dict[str, Tensor], count: int) -> None:
+    for name, value in terms.items():
+        sums[name] = sums.get(name, 0.0) + value.item() * count
+
+
+def _update(optimizer, loss: Tensor, parameters, epoch: int, terms: dict[str, Tensor]) -> None:
+    """One optimiser step on `loss`; a non-finite loss stops training before it touches the weights."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} in epoch {epoch + 1}: {terms}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(parameters, 1e4)
+    optimizer.step()
+
+
+def train_one_epoch(
+    model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int
+):
+    model.train()
+    sums: dict[str, float] = {}
+    count = 0
+    bar = _epoch_batches(data, s, epoch)
     for x, targets in bar:
         with autocast(s.device, s.bf16):
             terms = loss_fn(model, x, targets)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} in epoch {epoch + 1}: {terms}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
-        optimizer.step()
+        _update(optimizer, terms["loss"], model.parameters(), epoch, terms)
         scheduler.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * len(x)
+        _add_terms(sums, terms, len(x))
         count += len(x)
-        bar.set_postfix(loss=f"{loss.item():.1f}", refresh=False)
+        bar.set_postfix(loss=f"{terms['loss'].item():.1f}", refresh=False)
     return _mean_terms(sums, count)
 
 
@@ -93,8 +106,7 @@ def evaluate(model, loss_fn: LossFn, data: ClipSet, s: TrainSettings) -> dict[st
     for x, targets in data.batches(s.batch_size, shuffle=False, device=s.device):
         with autocast(s.device, s.bf16):
             terms = loss_fn(model, x, targets)
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * len(x)
+        _add_terms(sums, terms, len(x))
     return _mean_terms(sums, len(data))
 
 
@@ -139,36 +151,34 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def fit(
+def run_epochs(
     *,
-    model: nn.Module,
-    loss_fn: LossFn,
-    train_set: ClipSet,
-    test_set: ClipSet,
-    settings: TrainSettings,
     run_dir: str | os.PathLike,
     run_config: dict,
-) -> nn.Module:
-    """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
+    settings: TrainSettings,
+    state: dict,
+    train_epoch: Callable[[int], dict[str, float]],
+    test_epoch: Callable[[], dict[str, float]],
+    steps_per_epoch: int,
+) -> None:
+    """The epoch loop every trainer shares: resume, per-epoch seeding, logging and checkpoints.
+
+    `state` names what a checkpoint holds ({"model": ..., "optimizer": ...}: anything with `state_dict`
+    and `load_state_dict`); `train_epoch(epoch)` and `test_epoch()` return the epoch's mean loss terms,
+    with the total under "loss".
+    """
     s = settings
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.to(s.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
-    steps_per_epoch = max(len(train_set) // s.batch_size, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (s.epochs * steps_per_epoch), 1.0)))
-    )
     fingerprint = json.dumps(run_config, sort_keys=True)
     checkpoint_path = run_dir / "checkpoint.pt"
     start_epoch = 0
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=s.device, weights_only=False)
-        if state["config"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch = state["epoch"]
+        saved = torch.load(checkpoint_path, map_location=s.device, weights_only=False)
+        if saved["config"] == fingerprint:
+            for name, part in state.items():
+                part.load_state_dict(saved[name])
+            start_epoch = saved["epoch"]
             logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
             _drop_rows_after(run_dir / "metrics.csv", start_epoch)
         else:
@@ -179,20 +189,19 @@ def fit(
         (run_dir / "metrics.csv").unlink(missing_ok=True)
     (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
 
-    step_model = torch.compile(model) if s.compile else model
     log = MetricsLog(run_dir)
     for epoch in range(start_epoch, s.epochs):
         torch.manual_seed(s.seed * 100_003 + epoch)
         started = time.perf_counter()
         try:
-            train_terms = train_one_epoch(step_model, loss_fn, train_set, optimizer, scheduler, s, epoch)
+            train_terms = train_epoch(epoch)
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"{err}. The last good state is {checkpoint_path} (epoch {epoch}); lower train.lr or turn off"
                 " train.bf16, then rerun to resume from it."
             ) from err
         train_seconds = time.perf_counter() - started
-        test_terms = evaluate(step_model, loss_fn, test_set, s)
+        test_terms = test_epoch()
         log.write(epoch + 1, "train", train_terms, train_seconds)
         log.write(epoch + 1, "test", test_terms, time.perf_counter() - started - train_seconds)
         logger.info(
@@ -206,13 +215,115 @@ def fit(
         _save_checkpoint(
             checkpoint_path,
             {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                **{name: part.state_dict() for name, part in state.items()},
                 "epoch": epoch + 1,
                 "step": (epoch + 1) * steps_per_epoch,
                 "config": fingerprint,
             },
         )
     log.tensorboard.close()
+
+
+def fit(
+    *,
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_set: ClipSet,
+    test_set: ClipSet,
+    settings: TrainSettings,
+    run_dir: str | os.PathLike,
+    run_config: dict,
+) -> nn.Module:
+    """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
+    s = settings
+    model.to(s.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    steps_per_epoch = max(len(train_set) // s.batch_size, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (s.epochs * steps_per_epoch), 1.0)))
+    )
+    step_model = torch.compile(model) if s.compile else model
+    run_epochs(
+        run_dir=run_dir,
+        run_config=run_config,
+        settings=s,
+        state={"model": model, "optimizer": optimizer, "scheduler": scheduler},
+        train_epoch=lambda epoch: train_one_epoch(
+            step_model, loss_fn, train_set, optimizer, scheduler, s, epoch
+        ),
+        test_epoch=lambda: evaluate(step_model, loss_fn, test_set, s),
+        steps_per_epoch=steps_per_epoch,
+    )
+    return model
+
+
+# --- adversarial training (MoCoGAN) -----------------------------------------------------------------------
+GAN_BETAS = (0.5, 0.999)  # Adam's betas as MoCoGAN trains (the DCGAN setting)
+
+
+def _gan_terms(d_terms: dict[str, Tensor], g_terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Both players' terms in one dict; "loss" (their sum) is only what the log and the NaN check read."""
+    merged = {k: v for terms in (d_terms, g_terms) for k, v in terms.items() if k != "loss"}
+    return {
+        **merged,
+        "d_loss": d_terms["loss"],
+        "g_loss": g_terms["loss"],
+        "loss": d_terms["loss"] + g_terms["loss"],
+    }
+
+
+def gan_losses(model: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Both players' losses on real clips x and fresh fakes, no update: the test split's `LossFn`."""
+    B, T = x.shape[:2]
+    fake = model.generate(B, T)
+    return _gan_terms(model.discriminator_loss(x, fake), model.generator_loss(fake))
+
+
+def train_gan_one_epoch(model, data: ClipSet, optimizers, s: TrainSettings, epoch: int) -> dict[str, float]:
+    """Per batch, one discriminator step on real clips and fakes generated without a graph, then one
+    generator step on a fresh fake batch (MoCoGAN's alternating updates, one of each per batch)."""
+    d_optimizer, g_optimizer = optimizers
+    model.train()
+    sums: dict[str, float] = {}
+    count = 0
+    for x, _ in _epoch_batches(data, s, epoch):
+        B, T = x.shape[:2]
+        with autocast(s.device, s.bf16):
+            with torch.no_grad():
+                fake = model.generate(B, T)
+            d_terms = model.discriminator_loss(x, fake)
+        _update(d_optimizer, d_terms["loss"], model.discriminator_parameters(), epoch, d_terms)
+        with autocast(s.device, s.bf16):
+            g_terms = model.generator_loss(model.generate(B, T))
+        _update(g_optimizer, g_terms["loss"], model.generator_parameters(), epoch, g_terms)
+        _add_terms(sums, _gan_terms(d_terms, g_terms), B)
+        count += B
+    return _mean_terms(sums, count)
+
+
+def fit_gan(
+    *,
+    model: nn.Module,
+    train_set: ClipSet,
+    test_set: ClipSet,
+    settings: TrainSettings,
+    run_dir: str | os.PathLike,
+    run_config: dict,
+) -> nn.Module:
+    """Train a GAN (`generate`, `discriminator_loss`, `generator_loss`, `*_parameters`) with one Adam per
+    player at the constant rate `settings.lr` (MoCoGAN used 0.0002); checkpoints, resume and seeding are
+    `fit`'s (`run_epochs`)."""
+    s = settings
+    model.to(s.device)
+    d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=s.lr, betas=GAN_BETAS)
+    g_optimizer = torch.optim.Adam(model.generator_parameters(), lr=s.lr, betas=GAN_BETAS)
+    run_epochs(
+        run_dir=run_dir,
+        run_config=run_config,
+        settings=s,
+        state={"model": model, "d_optimizer": d_optimizer, "g_optimizer": g_optimizer},
+        train_epoch=lambda epoch: train_gan_one_epoch(model, train_set, (d_optimizer, g_optimizer), s, epoch),
+        test_epoch=lambda: evaluate(model, gan_losses, test_set, s),
+        steps_per_epoch=max(len(train_set) // s.batch_size, 1),
+    )
     return model

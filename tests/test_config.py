@@ -25,7 +25,9 @@ def test_paper_is_config_yaml_itself():
     config = load()
     assert config["preset"] == "paper"
     assert config["train"]["epochs"] == 100
-    assert config["methods"] == ["baseline", "full", "baseline_sv", "no_scc", "no_dfp", "no_mi"]
+    s3vae = ["baseline", "full", "baseline_sv", "no_scc", "no_dfp", "no_mi"]
+    assert config["methods"] == s3vae + ["dsvae", "dsvae_full", "unordered", "mocogan"]
+    assert config["tables"] == ["table1", "dsprites", "dsvae_table1", "dsvae_dynamics"]
 
 
 def test_preset_is_merged_over_config_yaml():
@@ -33,7 +35,9 @@ def test_preset_is_merged_over_config_yaml():
     assert smoke["train"]["epochs"] == 2
     assert smoke["model"]["conv_channels"] == [8, 16, 32, 64]  # lists are replaced whole
     assert smoke["train"]["lr"] == 0.0005  # keys the preset leaves out keep config.yaml's value
-    assert smoke["variants"] == load()["variants"]  # smoke does not touch the variants
+    paper = load()["variants"]
+    assert smoke["variants"]["full"] == paper["full"]  # smoke shrinks only the new families' own sizes
+    assert smoke["variants"]["unordered"] == {**paper["unordered"], "pair_channels": 8}
 
 
 def test_overrides_win_over_the_preset():
@@ -42,6 +46,7 @@ def test_overrides_win_over_the_preset():
     assert config["train"]["lr"] == 0.001  # the rest of quick's train section survives
     assert config["train"]["batch_size"] == 32
     assert config["methods"] == ["baseline", "full", "baseline_sv"]
+    assert config["tables"] == ["table1", "dsprites"]
 
 
 def test_unknown_key_names_the_key_and_the_schema():
@@ -65,6 +70,9 @@ def test_unknown_top_level_key_is_rejected():
         ({"model": {"conv_channels": 64}}, "model/conv_channels"),
         ({"variants": {"full": {"mi_estimator": "exact"}}}, "variants/full/mi_estimator"),
         ({"device": "tpu"}, "device"),
+        ({"variants": {"dsvae": {"encoder": "fully"}}}, "variants/dsvae/encoder"),
+        ({"variants": {"mocogan": {"content_dim": 0}}}, "variants/mocogan/content_dim"),
+        ({"variants": {"new": {"family": "gan"}}}, "variants/new/family"),
     ],
 )
 def test_wrong_type_or_value_names_the_key(override: dict, where: str):
@@ -92,6 +100,18 @@ def test_a_new_variant_can_be_defined_and_used():
     )
     assert config["methods"] == ["mss"]
     assert "baseline" in config["variants"]  # added, not replacing config.yaml's variants
+
+
+def test_a_family_rejects_another_familys_settings():
+    with pytest.raises(ConfigError, match="'scc_weight' was unexpected"):
+        load(overrides={"variants": {"dsvae": {"scc_weight": 1.0}}})
+
+
+def test_dynamics_and_dsvae_table_methods_must_be_dsvae_variants():
+    with pytest.raises(ConfigError, match="dynamics_methods \\['baseline'\\] are not DSVAE variants"):
+        load(overrides={"dynamics_methods": ["baseline"]})
+    with pytest.raises(ConfigError, match="dsvae_table1_methods \\['nope'\\] are not defined"):
+        load(overrides={"dsvae_table1_methods": ["nope"]})
 
 
 def test_merge_does_not_mutate_its_inputs():

@@ -169,7 +169,9 @@ def test_fixed_dynamics_keeps_the_posterior_mean_of_z_1T(tiny_model, clips, monk
 def test_fixed_static_keeps_the_posterior_mean_of_z_f(tiny_model, clips, monkeypatch):
     static, dynamic = tiny_model.encode(clips)
     drawn = torch.randn(B, T, tiny_model.config.dynamic_dim)
-    monkeypatch.setattr(tiny_model, "sample_dynamic", lambda batch, steps, like: drawn[:batch, :steps])
+    monkeypatch.setattr(
+        tiny_model, "sample_dynamic", lambda batch, steps, like, static=None: drawn[:batch, :steps]
+    )
     with torch.no_grad():
         expected = tiny_model.decode(static.mean, drawn)
         torch.testing.assert_close(generate(tiny_model, clips, "fixed_static"), expected)

@@ -9,7 +9,7 @@ from models import Judge, JudgeConfig, MoCoGAN, MoCoGANConfig
 from models.mocogan import table1_probabilities
 from pipeline.evaluate import DIRECTIONS, Protocol, score_run
 from pipeline.h5io import Factor
-from pipeline.heads import judge_heads
+from pipeline.heads import judge_heads, predict
 from pipeline.train import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 3, 16
@@ -95,7 +95,7 @@ def test_table1_probabilities_feed_score_run():
     judge = Judge(JudgeConfig(C, SIZE, conv_channels=(4, 8), frame_dim=8, hidden_dim=6, heads=heads)).eval()
     groups, size = 4, 3
     probs, labels = table1_probabilities(
-        model, judge, FACTORS, groups=groups, group_size=size, steps=T, batch_size=5
+        model, judge, judge_heads(FACTORS), groups=groups, group_size=size, steps=T, batch_size=5
     )
     for direction in ("fixed_dynamics", "fixed_static"):
         assert probs[direction]["action"].shape == (groups * size, 3)
@@ -109,6 +109,37 @@ def test_table1_probabilities_feed_score_run():
     scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(DIRECTIONS, "action"))
     assert 1 / size <= scores["Acc/fixed_dynamics"] <= 1 and 1 / size <= scores["Acc/fixed_static"] <= 1
     assert scores["IS"] >= 1
+
+
+def test_table1_probabilities_vote_with_whole_multisets_of_an_order_free_group():
+    """SMMNIST: one `digits` head for two grouped factors, scored in the fixed_static direction only."""
+    model = tiny_model().eval()
+    torch.manual_seed(3)
+    digits = tuple("0123")
+    factors = (Factor("digit_a", "static", digits, "digits"), Factor("digit_b", "static", digits, "digits"))
+    heads = judge_heads(factors)
+    judge = Judge(JudgeConfig(C, SIZE, conv_channels=(4, 8), frame_dim=8, hidden_dim=6, heads={"digits": 4}))
+    groups, size = 5, 3
+    probs, labels = table1_probabilities(
+        model,
+        judge.eval(),
+        heads,
+        directions=("fixed_static",),
+        groups=groups,
+        group_size=size,
+        steps=T,
+        batch_size=4,
+    )
+    assert list(probs) == ["fixed_static"] and probs["fixed_static"]["digits"].shape == (groups * size, 4)
+    pairs = np.stack([labels["digit_a"], labels["digit_b"]], axis=1).reshape(groups, size, 2)
+    votes = predict(heads[0], probs["fixed_static"]["digits"]).reshape(groups, size, 2)
+    for group_votes, group_labels in zip(votes, pairs, strict=True):
+        assert (group_labels == group_labels[0]).all(), "one multiset per group"
+        agree = (group_votes == group_labels[0]).all(axis=1).sum()
+        counts = [(group_votes == v).all(axis=1).sum() for v in group_votes]
+        assert agree == max(counts), "the labels are the group's most frequent multiset"
+    scores = score_run(probs, labels, heads, Protocol(("fixed_static",), "digits"))
+    assert 1 / size <= scores["Acc"] <= 1 and scores["H(y)"] <= np.log(4) + 1e-6
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -39,10 +39,8 @@ def synthetic_split(n: int, seed: int) -> dict[str, np.ndarray]:
     return {"frames": frames, "sequence_id": np.arange(n), "body": body, "action": action}
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def write_tiny_data(root: Path) -> tuple[Path, Path]:
     """A dataset file and its flow label file, (T=4, 16x16x3) clips, 24 train and 8 test."""
-    root = tmp_path_factory.mktemp("tiny")
     splits = {"train": synthetic_split(N_TRAIN, 0), "test": synthetic_split(N_TEST, 1)}
     dataset, labels = root / "tiny.h5", root / "flow.h5"
     h5io.write_dataset(dataset, name="tiny", factors=FACTORS, splits=splits)
@@ -59,6 +57,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         labels, attrs={"dataset": "tiny", "labeler": "test", "grid": GRID, "topk": TOPK}, labels=flow
     )
     return dataset, labels
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_tiny_data(tmp_path_factory.mktemp("tiny"))
 
 
 def tiny_config(**train) -> dict:

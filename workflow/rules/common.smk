@@ -1,8 +1,14 @@
 # Constants and named input functions shared by the rule files.
+from pipeline.train import family_of, variant_of
 
 FIGURE_KINDS = ["swap", "generation"]
-# The datasets of each results table: Table 1 has the paper's columns, moving dSprites its own table.
+LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures
+# The datasets of each results table made by make_table: Table 1 has the paper's columns, moving dSprites
+# its own table. DSVAE's tables (dsvae_table1, dsvae_dynamics) have their own rules (dsvae.smk).
 TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
+UNORDERED_METHODS = [
+    m for m in config["methods"] if variant_of(config, m)[0] == "unordered"
+]
 
 
 wildcard_constraints:
@@ -26,8 +32,16 @@ def judge_accuracies_of_table(wildcards):
     )
 
 
-def variant_weights(wildcards):
+def variant_settings(wildcards):
     return config["variants"][wildcards.method]
+
+
+def training_inputs(wildcards):
+    """The dataset, and its flow labels for a family that trains on them (S3VAE's DFP term)."""
+    inputs = {"dataset": f"results/data/{wildcards.dataset}.h5"}
+    if family_of(config, wildcards.method).flow_labels:
+        inputs["labels"] = f"results/labels/{wildcards.dataset}/flow.h5"
+    return inputs
 
 
 def default_tables(wildcards):
@@ -35,11 +49,17 @@ def default_tables(wildcards):
 
 
 def figures_of_all_models(wildcards):
+    datasets = [d for table in config["tables"] for d in TABLE_DATASETS.get(table, [])]
     return expand(
         "results/figures/{dataset}/{method}_{kind}.png",
-        dataset=[d for table in config["tables"] for d in TABLE_DATASETS[table]],
+        dataset=datasets,
         method=config["methods"],
         kind=FIGURE_KINDS,
+    ) + expand(
+        "results/figures/{dataset}/{method}_{kind}.png",
+        dataset=datasets,
+        method=UNORDERED_METHODS,
+        kind=LATENT_FIGURE_KINDS,
     )
 
 

@@ -41,3 +41,24 @@ rule plot_figures:
         mem_mb=4000,
     script:
         "../scripts/plot_figures.py"
+
+
+rule plot_latent_space:
+    """The unordered model's decodings over its z plane for two identities (Fig. 3) and a z trace (Fig. 4b)."""
+    input:
+        model="results/models/{dataset}/{method}/model.pt",
+        dataset="results/data/{dataset}.h5",
+    output:
+        grid=report("results/figures/{dataset}/{method}_zgrid.png", category="Figures"),
+        trace=report(
+            "results/figures/{dataset}/{method}_ztrace.png", category="Figures"
+        ),
+    log:
+        "logs/plot_latent_space/{dataset}_{method}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/plot_latent_space.py"

@@ -22,10 +22,9 @@ rule train_judge:
 
 
 rule train_model:
-    """Train one S3VAE variant (a Table 1 row); resumes from run/checkpoint.pt when rerun."""
+    """Train one variant of any family (a table row); resumes from run/checkpoint.pt when rerun."""
     input:
-        dataset="results/data/{dataset}.h5",
-        labels="results/labels/{dataset}/flow.h5",
+        unpack(training_inputs),
     output:
         "results/models/{dataset}/{method}/model.pt",
     log:
@@ -41,6 +40,6 @@ rule train_model:
     params:
         model=config["model"],
         train=config["train"],
-        variant=variant_weights,
+        variant=variant_settings,
     script:
         "../scripts/train_model.py"

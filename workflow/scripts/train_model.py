@@ -5,7 +5,7 @@ run_stage(
     snakemake,
     train_model,
     dataset=snakemake.input.dataset,
-    labels=snakemake.input.labels,
+    labels=snakemake.input.get("labels"),
     output=snakemake.output[0],
     config=snakemake.config,
     method=snakemake.wildcards.method,

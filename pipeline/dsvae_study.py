@@ -1,0 +1,188 @@
+"""Stages `make_dsvae_table1` and `evaluate_dynamics`: DSVAE's own experiments (Li & Mandt, ICML 2018).
+
+DSVAE Table 1 (Sprites), per judge head a (a factor, or an order-free group of factors). The judge reads
+the real test clips x and clips generated from them; p(y|x) is its class distribution, its prediction the
+multiset nearest to p(y|x) (pipeline/heads.py: the argmax for a single factor).
+- Generation "recon": a static head's row keeps f (posterior mean of x) and draws z_1:T from the learned
+  prior (evaluate.regenerate "fixed_static"); a dynamic head's row (the action) keeps z_1:T and draws
+  f ~ p(f) ("fixed_dynamics").
+- Generation "random": f ~ p(f) and z_1:T from the prior ("prior"), for every head.
+- `disagreement`: the fraction of clips whose prediction of head a on the "recon" generation differs from
+  its prediction on the real clip (the judge on data against the judge on generated frames, not against
+  the ground truth: the judge's own errors cancel).
+- `KL(p_recon||p_data)`: KL(p_recon || p_data) = sum_y p_recon(y) log(p_recon(y) / p_data(y)) of the
+  class marginals p_data(y) = mean_x p(y | x) over the real clips and p_recon(y) = the same mean over the
+  "recon" generations; `KL(p_random||p_data)` the same for the "random" generations. A model whose
+  generations look like the data in attribute a has both near 0; a good "recon" keeps the disagreement
+  near 0 too.
+Each row is the mean and std over `evaluate.repeats` draws, `n` test clips each.
+
+Stochastic vs deterministic dynamics (DSVAE section 4.3, Fig. 8) on the bouncing-ball dataset: for each
+model (the stochastic z_t, LSTM-f, LSTM-c) and each number k = 0 .. T-1 of consecutive missing frames at
+the end of a test clip, the model sees the first t = T - k frames and predicts the rest
+(`models.dsvae.DSVAE.impute`; k = 0 is reconstruction). `wrong_pixels` is the fraction of pixels of the
+whole clip, observed and predicted frames alike, that the binarised output gets wrong
+(`pipeline.metrics.wrong_pixels`), over the test split.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline import heads, metrics  # noqa: E402
+from pipeline.config import resolve_bf16, resolve_device  # noqa: E402
+from pipeline.data import load_clips  # noqa: E402
+from pipeline.evaluate import judge_generations, posterior_means  # noqa: E402
+from pipeline.figures import save_figure  # noqa: E402
+from pipeline.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.train import load_model  # noqa: E402
+from pipeline.training import autocast  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TABLE1_COLUMNS = ["dataset", "method", "attribute", "kind", "metric", "value", "std", "n"]
+DYNAMICS_COLUMNS = ["dataset", "method", "task", "missing_frames", "observed_frames", "wrong_pixels", "n"]
+_RECON = {"static": "fixed_static", "dynamic": "fixed_dynamics"}  # what a head's "recon" generation keeps
+
+
+def table1_scores(
+    data_probs: dict[str, np.ndarray],
+    recon_probs: dict[str, dict[str, np.ndarray]],
+    random_probs: dict[str, np.ndarray],
+    judge_heads: list[heads.JudgeHead],
+) -> dict[tuple[str, str], float]:
+    """One repeat of DSVAE Table 1 from judge outputs p(y|x) (N, K) per head: on the real clips, on the
+    "recon" generations of each direction ({direction: {head: ...}}) and on the "random" ones.
+    Returns {(head, metric): value}."""
+    scores = {}
+    for head in judge_heads:
+        recon = recon_probs[_RECON[head.kind]][head.name]
+        same = (heads.predict(head, recon) == heads.predict(head, data_probs[head.name])).all(axis=1)
+        scores[head.name, "disagreement"] = float(1.0 - same.mean())
+        scores[head.name, "KL(p_recon||p_data)"] = metrics.marginal_kl(recon, data_probs[head.name])
+        scores[head.name, "KL(p_random||p_data)"] = metrics.marginal_kl(
+            random_probs[head.name], data_probs[head.name]
+        )
+    return scores
+
+
+@torch.no_grad()
+def judge_clips(judge, data, *, batch_size: int, device: str, bf16: bool) -> dict[str, np.ndarray]:
+    """The judge's p(y|x) of every head on the real clips of `data`: {head: (N, K)}."""
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in judge.config.heads}
+    for x, _ in data.batches(batch_size, shuffle=False, device=device):
+        with autocast(device, bf16):
+            for name, p in heads.probabilities(judge(x)).items():
+                chunks[name].append(p)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def make_dsvae_table1(
+    *, models: list[str], methods: list[str], judge: str, dataset: str, output: str, config: dict
+) -> None:
+    """DSVAE Table 1 (module docstring) of each model (`methods` names them, in order) on `dataset`'s test
+    split; tidy rows (TABLE1_COLUMNS) to `output`."""
+    device = resolve_device(config["device"])
+    part = config["evaluate"]
+    bf16 = resolve_bf16(config["train"]["bf16"], device)
+    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    judge_net = load_model(judge, device)
+    judge_heads = heads.judge_heads(data.factors)
+    data_probs = judge_clips(judge_net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
+    name = str(read_attrs(dataset)["name"])
+    rows = []
+    for method, path in zip(methods, models, strict=True):
+        net = load_model(path, device)
+        means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
+        batch = {"batch_size": part["batch_size"], "device": device, "bf16": bf16}
+        runs = []
+        for repeat in range(part["repeats"]):
+            torch.manual_seed(config["seed"] * 1000 + repeat)
+            recon = {
+                keep: judge_generations(net, judge_net, means, keep=keep, **batch) for keep in _RECON.values()
+            }
+            random = judge_generations(net, judge_net, means, keep="prior", **batch)
+            runs.append(table1_scores(data_probs, recon, random, judge_heads))
+        kinds = {h.name: h.kind for h in judge_heads}
+        for (head, metric), (mean, std) in metrics.mean_std(runs).items():
+            rows.append(
+                {
+                    "dataset": name,
+                    "method": method,
+                    "attribute": head,
+                    "kind": kinds[head],
+                    "metric": metric,
+                    "value": mean,
+                    "std": std,
+                    "n": len(data),
+                }
+            )
+        logger.info(
+            "%s: %s", method, {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()}
+        )
+    with atomic_path(output) as tmp:
+        pd.DataFrame(rows, columns=TABLE1_COLUMNS).to_csv(tmp, index=False)
+
+
+@torch.no_grad()
+def imputation_errors(net, data, *, batch_size: int, device: str) -> dict[int, float]:
+    """{k: wrong-pixel fraction} for k = 0 .. T-1 consecutive missing frames at the end of each clip."""
+    T = data.frames.shape[1]
+    wrong = dict.fromkeys(range(T), 0.0)
+    for x, _ in data.batches(batch_size, shuffle=False, device=device):
+        for missing in range(T):
+            predicted = net.impute(x, observed_steps=T - missing)
+            wrong[missing] += metrics.wrong_pixels(predicted.float().cpu().numpy(), x.cpu().numpy()) * len(x)
+    return {missing: total / len(data) for missing, total in wrong.items()}
+
+
+def evaluate_dynamics(
+    *, models: list[str], methods: list[str], dataset: str, output_csv: str, output_png: str, config: dict
+) -> None:
+    """DSVAE Fig. 8 (module docstring): wrong pixels against missing frames per model, as CSV and a plot."""
+    device = resolve_device(config["device"])
+    part = config["evaluate"]
+    torch.manual_seed(config["seed"])
+    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    T = data.frames.shape[1]
+    name = str(read_attrs(dataset)["name"])
+    rows = []
+    for method, path in zip(methods, models, strict=True):
+        errors = imputation_errors(
+            load_model(path, device), data, batch_size=part["batch_size"], device=device
+        )
+        logger.info("%s: reconstruction %.4f, %d missing %.4f", method, errors[0], T - 1, errors[T - 1])
+        rows += [
+            {
+                "dataset": name,
+                "method": method,
+                "task": "imputation" if k else "reconstruction",
+                "missing_frames": k,
+                "observed_frames": T - k,
+                "wrong_pixels": value,
+                "n": len(data),
+            }
+            for k, value in errors.items()
+        ]
+    table = pd.DataFrame(rows, columns=DYNAMICS_COLUMNS)
+    with atomic_path(output_csv) as tmp:
+        table.to_csv(tmp, index=False)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    for method, part_rows in table.groupby("method", sort=False):
+        ax.plot(
+            part_rows["missing_frames"], part_rows["wrong_pixels"], marker="o", markersize=3, label=method
+        )
+    ax.set_xlabel(f"consecutive missing frames (of {T}; 0 = reconstruction)")
+    ax.set_ylabel("fraction of wrong pixels")
+    ax.set_title("DSVAE Fig. 8: stochastic vs deterministic dynamics (bouncing balls)", fontsize=9)
+    ax.legend(fontsize=8)
+    save_figure(fig, output_png)

@@ -1,0 +1,54 @@
+rule make_dsvae_table1:
+    """DSVAE's own Sprites table: judge disagreement and KL of attribute marginals of each DSVAE variant."""
+    input:
+        models=expand(
+            "results/models/sprites/{method}/model.pt",
+            method=config["dsvae_table1_methods"],
+        ),
+        judge="results/judges/sprites/judge.pt",
+        dataset="results/data/sprites.h5",
+    output:
+        report("results/tables/dsvae_table1.csv", category="Tables"),
+    log:
+        "logs/make_dsvae_table1/sprites.log",
+    benchmark:
+        "benchmarks/make_dsvae_table1/sprites.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        methods=config["dsvae_table1_methods"],
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/make_dsvae_table1.py"
+
+
+rule evaluate_dynamics:
+    """DSVAE Fig. 8: wrong pixels of reconstruction and imputation against missing frames, bouncing balls."""
+    input:
+        models=expand(
+            "results/models/bouncing/{method}/model.pt",
+            method=config["dynamics_methods"],
+        ),
+        dataset="results/data/bouncing.h5",
+    output:
+        csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
+        png=report("results/tables/dsvae_dynamics.png", category="Figures"),
+    log:
+        "logs/evaluate_dynamics/bouncing.log",
+    benchmark:
+        "benchmarks/evaluate_dynamics/bouncing.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        methods=config["dynamics_methods"],
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/evaluate_dynamics.py"

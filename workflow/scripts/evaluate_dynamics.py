@@ -1,0 +1,13 @@
+from pipeline.dsvae_study import evaluate_dynamics
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    evaluate_dynamics,
+    models=list(snakemake.input.models),
+    methods=list(snakemake.params.methods),
+    dataset=snakemake.input.dataset,
+    output_csv=snakemake.output.csv,
+    output_png=snakemake.output.png,
+    config=snakemake.config,
+)

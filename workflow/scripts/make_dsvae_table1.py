@@ -1,0 +1,13 @@
+from pipeline.dsvae_study import make_dsvae_table1
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    make_dsvae_table1,
+    models=list(snakemake.input.models),
+    methods=list(snakemake.params.methods),
+    judge=snakemake.input.judge,
+    dataset=snakemake.input.dataset,
+    output=snakemake.output[0],
+    config=snakemake.config,
+)
