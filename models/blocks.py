@@ -249,3 +249,15 @@ def pixel_nll(recon: Tensor, x: Tensor, likelihood: str) -> Tensor:
         p = recon.float().clamp(1e-6, 1 - 1e-6)
         return -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).sum() / B
     raise ValueError(f"unknown pixel likelihood '{likelihood}': use 'gaussian' or 'bernoulli'")
+
+
+def elbo_terms(x: Tensor, out, likelihood: str) -> dict[str, Tensor]:
+    """The negative ELBO of a static + dynamic model, term by term, per clip and averaged over B: the frames'
+    likelihood, KL(q(z_f | x) || N(0, I)) and KL(q(z_1:T | x) || p(z_1:T)). `out` carries `recon`,
+    `static`, `dynamic` and `dynamic_prior` (the prior evaluated at the posterior sample)."""
+    B = x.shape[0]
+    return {
+        "recon": pixel_nll(out.recon, x, likelihood),
+        "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
+        "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
+    }

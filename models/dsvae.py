@@ -36,7 +36,7 @@ from models.blocks import (
     GaussianHead,
     LSTMPrior,
     bidirectional_summary,
-    pixel_nll,
+    elbo_terms,
 )
 
 ENCODERS = ("factorised", "full")
@@ -227,11 +227,6 @@ class DSVAE(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO of Eq. 1's model under the chosen q, per clip and averaged over B. `targets` and
         `dataset_size` are unused: the signature is the one the training loop calls every family with."""
-        B = x.shape[0]
-        terms = {
-            "recon": pixel_nll(out.recon, x, self.config.likelihood),
-            "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
-            "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
-        }
+        terms = elbo_terms(x, out, self.config.likelihood)
         terms["loss"] = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
         return terms

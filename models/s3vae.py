@@ -35,9 +35,9 @@ from models.blocks import (
     GaussianHead,
     LSTMPrior,
     bidirectional_summary,
+    elbo_terms,
     frame_codec,
     mlp,
-    pixel_nll,
 )
 
 
@@ -212,11 +212,7 @@ class S3VAE(nn.Module):
         """
         c = self.config
         B, T = x.shape[:2]
-        terms = {
-            "recon": pixel_nll(out.recon, x, "gaussian"),
-            "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
-            "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
-        }
+        terms = elbo_terms(x, out, "gaussian")
         total = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
 
         if c.scc_weight > 0:

@@ -31,8 +31,8 @@ from models.blocks import (
     Gaussian,
     GaussianHead,
     conv_trunk,
+    elbo_terms,
     final_side,
-    pixel_nll,
 )
 
 
@@ -169,11 +169,6 @@ class Unordered(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO, per clip and averaged over B; `targets` and `dataset_size` are unused (the
         signature the training loop calls every family with)."""
-        B = x.shape[0]
-        terms = {
-            "recon": pixel_nll(out.recon, x, self.config.likelihood),
-            "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
-            "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
-        }
+        terms = elbo_terms(x, out, self.config.likelihood)
         terms["loss"] = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
         return terms
