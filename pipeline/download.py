@@ -169,9 +169,9 @@ _MNIST = Source(
 
 
 def _manifest(name: str) -> tuple[RemoteFile, ...]:
-    """Files pinned in `pipeline/sources/{name}.sha256` (`sha256sum` format), for sources too long to list."""
-    lines = (Path(__file__).parent / "sources" / f"{name}.sha256").read_text().splitlines()
-    return _files(*((path, sha256) for sha256, path in (line.split(maxsplit=1) for line in lines)))
+    """Files pinned in `pipeline/sources/{name}.tsv` (path, sha256), for sources too long to list here."""
+    lines = (Path(__file__).parent / "sources" / f"{name}.tsv").read_text().splitlines()[1:]
+    return _files(*(tuple(line.split("\t")) for line in lines if line))
 
 
 # The Free Spoken Digit Dataset's 3000 recordings (CC BY-SA 4.0); provenance in shared/data/fsdd/SOURCE.md.
