@@ -19,7 +19,10 @@ the paper), encoded by the bidirectional LSTM's summary (conditioned on f for "f
 the workflow sees one interface, `encode` repeats that z over the T steps, (B, T, D_z), and `decode` reads
 step 0 and unrolls the LSTM for T steps.
 
-Shapes: B batch, T time, C, H, W frame, D_h frame feature, D_f static latent, D_z dynamic latent.
+Frames are images (conv trunks) or, for speech, feature vectors (`frame_kind="vector"`, MLPs).
+
+Shapes: B batch, T time, C, H, W frame (or D feature vector), D_h frame feature, D_f static latent,
+D_z dynamic latent.
 """
 
 from __future__ import annotations
@@ -30,13 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from models.blocks import (
-    FrameDecoder,
-    FrameEncoder,
     Gaussian,
     GaussianHead,
     LSTMPrior,
     bidirectional_summary,
     elbo_terms,
+    frame_codec,
 )
 
 ENCODERS = ("factorised", "full")
@@ -46,6 +48,8 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 
 @dataclass(frozen=True)
 class DSVAEConfig:
+    frame_kind: str = "image"  # "image" (B, T, C, H, W) or "vector" (B, T, D) speech feature frames
+    feature_dim: int = 0  # D of "vector" frames (200 spectrum bins in DSVAE, or 80 log mel bands)
     in_channels: int = 3
     image_size: int = 64
     conv_channels: tuple[int, ...] = (64, 128, 256, 512)
@@ -62,6 +66,8 @@ class DSVAEConfig:
         for name, allowed in (("encoder", ENCODERS), ("dynamics", DYNAMICS), ("likelihood", LIKELIHOODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"DSVAEConfig.{name} = '{getattr(self, name)}': use one of {allowed}")
+        if self.frame_kind == "vector" and self.likelihood != "gaussian":
+            raise ValueError("DSVAEConfig: feature-vector frames are real-valued; use likelihood 'gaussian'")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class DSVAEOutput:
     static_sample: Tensor  # (B, D_f)
     dynamic_sample: Tensor  # (B, T, D_z)
     dynamic_prior: Gaussian  # p(z_t | z_<t) teacher-forced on dynamic_sample, or N(0, I); as `dynamic`
-    recon: Tensor  # (B, T, C, H, W), pixel means in [0, 1]
+    recon: Tensor  # (B, T, C, H, W) pixel means in [0, 1], or (B, T, D) feature means
 
 
 class DynamicEncoder(nn.Module):
@@ -142,15 +148,22 @@ class DSVAE(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.frame_encoder = FrameEncoder(c.in_channels, c.image_size, c.conv_channels, c.frame_dim)
+        frame_latent = c.dynamic_dim if c.dynamics == "stochastic" else c.state_dim
+        self.frame_encoder, self.decoder = frame_codec(
+            c.frame_kind,
+            latent_dim=c.static_dim + frame_latent,
+            frame_dim=c.frame_dim,
+            in_channels=c.in_channels,
+            image_size=c.image_size,
+            conv_channels=c.conv_channels,
+            feature_dim=c.feature_dim,
+        )
         self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
         self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
         self.dynamic_encoder = DynamicEncoder(c)
         stochastic = c.dynamics == "stochastic"
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim) if stochastic else None
         self.dynamics = None if stochastic else DeterministicDynamics(c.dynamic_dim, c.state_dim, c.dynamics)
-        frame_latent = c.dynamic_dim if stochastic else c.state_dim
-        self.decoder = FrameDecoder(c.static_dim + frame_latent, c.in_channels, c.image_size, c.conv_channels)
 
     # --- inference network -------------------------------------------------------------------------
     def encode_static(self, features: Tensor) -> Gaussian:

@@ -202,10 +202,22 @@ def train_model(*, dataset: str, output: str, config: dict, method: str, labels:
 
 
 def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):
-    """(family, model) of one audio row: S3VAE (a variant's weights, silence as L_DFP) or FHVAE (alpha),
-    both latents `dim`-dimensional."""
+    """(family, model) of one audio row: S3VAE (a variant's weights, silence as L_DFP), DSVAE (factorised
+    or full q) or FHVAE (alpha), both latents `dim`-dimensional."""
     spec = config["audio"]["models"][method]
     part = config["audio"]["model"]
+    if spec["family"] == "dsvae":
+        return "dsvae", models.DSVAE(
+            models.DSVAEConfig(
+                frame_kind="vector",
+                feature_dim=feature_dim,
+                frame_dim=part["frame_dim"],
+                hidden_dim=part["hidden_dim"],
+                static_dim=dim,
+                dynamic_dim=dim,
+                encoder=spec["encoder"],
+            )
+        )
     if spec["family"] == "fhvae":
         n_sequences = int(train_set.targets["sequence_index"].max()) + 1
         return "fhvae", models.FHVAE(

@@ -316,3 +316,40 @@ def test_s3vae_on_feature_vectors_with_silence_dfp():
     assert {"dfp", "scc", "mi"} <= set(terms) and torch.isfinite(terms["loss"])
     with pytest.raises(ValueError, match="feature_dim"):
         models.S3VAE(models.S3VAEConfig(frame_kind="vector"))
+
+
+@pytest.mark.parametrize("encoder", ["factorised", "full"])
+def test_dsvae_on_feature_vectors_one_step_lowers_the_loss(encoder: str):
+    torch.manual_seed(0)
+    config = models.DSVAEConfig(
+        frame_kind="vector",
+        feature_dim=12,
+        frame_dim=16,
+        hidden_dim=16,
+        static_dim=4,
+        dynamic_dim=3,
+        encoder=encoder,
+    )
+    model = models.DSVAE(config)
+    x = torch.randn(5, 20, 12)
+    out = model(x)
+    assert (
+        out.recon.shape == x.shape
+        and out.static.mean.shape == (5, 4)
+        and out.dynamic.mean.shape == (5, 20, 3)
+    )
+    static, dynamic = model.encode(x)
+    assert model.decode(static.mean, dynamic.mean).shape == x.shape
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)
+        return model.loss(x, model(x), {}, dataset_size=50)["loss"]
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = loss()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    assert loss().item() < before.item()
+    with pytest.raises(ValueError, match="gaussian"):
+        models.DSVAEConfig(frame_kind="vector", feature_dim=12, likelihood="bernoulli")
