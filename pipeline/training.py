@@ -224,6 +224,16 @@ def run_epochs(
     log.tensorboard.close()
 
 
+def steps_per_epoch(train_set: ClipSet, s: TrainSettings) -> int:
+    """Full batches per epoch (the last partial one is dropped); a split under one batch is an error."""
+    if len(train_set) < s.batch_size:
+        raise ValueError(
+            f"the training split has {len(train_set)} clips, fewer than one batch of {s.batch_size}: "
+            "lower the batch_size of this stage's train section in the config, or use more data"
+        )
+    return len(train_set) // s.batch_size
+
+
 def fit(
     *,
     model: nn.Module,
@@ -238,9 +248,9 @@ def fit(
     s = settings
     model.to(s.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
-    steps_per_epoch = max(len(train_set) // s.batch_size, 1)
+    steps = steps_per_epoch(train_set, s)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (s.epochs * steps_per_epoch), 1.0)))
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (s.epochs * steps), 1.0)))
     )
     step_model = torch.compile(model) if s.compile else model
     run_epochs(
@@ -252,7 +262,7 @@ def fit(
             step_model, loss_fn, train_set, optimizer, scheduler, s, epoch
         ),
         test_epoch=lambda: evaluate(step_model, loss_fn, test_set, s),
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps,
     )
     return model
 
@@ -324,6 +334,6 @@ def fit_gan(
         state={"model": model, "d_optimizer": d_optimizer, "g_optimizer": g_optimizer},
         train_epoch=lambda epoch: train_gan_one_epoch(model, train_set, (d_optimizer, g_optimizer), s, epoch),
         test_epoch=lambda: evaluate(model, gan_losses, test_set, s),
-        steps_per_epoch=max(len(train_set) // s.batch_size, 1),
+        steps_per_epoch=steps_per_epoch(train_set, s),
     )
     return model

@@ -24,11 +24,20 @@ from pipeline.audio import (
     frame_rms_db,
     stft_params,
 )
+from pipeline.config import load
+from pipeline.conversion import convert_voices
 from pipeline.download import fetch_source
 from pipeline.silence import label_silence, silence_labels
 from pipeline.sphere import SphereError, read_sphere, write_sphere
 from pipeline.tables import make_table3
-from pipeline.verification import cosine_trials, equal_error_rate, utterance_means, verification_eers
+from pipeline.train import load_model, train_audio_model
+from pipeline.verification import (
+    cosine_trials,
+    equal_error_rate,
+    evaluate_verification,
+    utterance_means,
+    verification_eers,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,6 +150,32 @@ def test_timit_fixture_through_ingest_features_and_labels(timit_root: Path, tmp_
     assert silent.shape == (96, 20)
     assert not silent[0::2, 2:27].any()  # first segments: the tone (0.3 s = 30 frames)
     assert silent[1::2, 14:].all()  # second segments: frames 34-39, silence
+
+
+@pytest.mark.parametrize("method", ["s3vae", "dsvae_full", "fhvae_a10"])
+def test_every_audio_family_trains_scores_and_converts(method: str, timit_root: Path, tmp_path: Path):
+    """The stages behind table3 on the TIMIT fixture with the smoke preset's sizes, one family at a time."""
+    data, labels = tmp_path / "timit.h5", tmp_path / "silence.h5"
+    build_audio(dataset="timit", root=timit_root, output=data, features={"kind": "logmel"})
+    label_silence(dataset=data, output=labels, threshold_db=-40.0)
+    config = load(overrides={"preset": "smoke", "audio": {"train": {"batch_size": 4}}})  # 12 train segments
+    model = tmp_path / "model.pt"
+    train_audio_model(
+        dataset=str(data), labels=str(labels), output=str(model), config=config, method=method, dim=4
+    )
+    assert load_model(model).config.static_dim == 4
+    scores = tmp_path / "verification.csv"
+    evaluate_verification(
+        model=str(model), dataset=str(data), output=str(scores), config=config, method=method
+    )
+    table = pd.read_csv(scores)
+    assert table["feature"].tolist() == ["z_f", "z_1:T"] and table["eer"].between(0, 1).all()
+    assert (table["utterances"] == 48).all()
+    wavs = tmp_path / "conversion"
+    convert_voices(
+        model=str(model), dataset=str(data), figure=str(tmp_path / "c.png"), wav_dir=str(wavs), config=config
+    )
+    assert sorted(p.name for p in wavs.iterdir()) == ["a.wav", "a_as_b.wav", "b.wav", "b_as_a.wav"]
 
 
 def test_timit_errors_name_what_is_missing(timit_root: Path, tmp_path: Path):

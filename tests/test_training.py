@@ -235,6 +235,22 @@ def test_nan_loss_stops_and_names_the_last_good_checkpoint(tmp_path):
     assert epoch_of(tmp_path / "checkpoint.pt") == 1
 
 
+def test_training_split_smaller_than_a_batch_is_a_clear_error(tmp_path):
+    data = ClipSet(torch.zeros(5, T, SIZE, SIZE, 3, dtype=torch.uint8), {}, ())
+    settings = training.TrainSettings(epochs=1, batch_size=8, lr=1e-2)
+    with pytest.raises(ValueError, match="5 clips, fewer than one batch of 8: lower the batch_size"):
+        training.fit(
+            model=nn.Linear(3, 1),
+            loss_fn=lambda net, x, targets: {"loss": net(x.mean(dim=(1, 3, 4))).mean()},
+            train_set=data,
+            test_set=data,
+            settings=settings,
+            run_dir=tmp_path,
+            run_config={},
+        )
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 @pytest.fixture(scope="module")
 def judge_files(tiny_data, tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("judge")
