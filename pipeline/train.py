@@ -1,5 +1,5 @@
-"""Stages `train_model` (a video model variant), `train_audio_model` (S3VAE or FHVAE on speech features)
-and `train_judge` (the classifier that scores video models)."""
+"""Stages `train_model` (a video model variant), `train_audio_model` (S3VAE, DSVAE or FHVAE on speech
+features) and `train_judge` (the classifier that scores video models)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
 
 
 def variant_of(config: dict, method: str) -> tuple[str, dict]:
-    """The family of a `variants` entry and its family-specific settings (unset ones dropped)."""
-    settings = {k: v for k, v in config["variants"][method].items() if v is not None}
+    """The family of a `variants` entry and its model settings (unset ones and the row's `epochs` dropped)."""
+    settings = {k: v for k, v in config["variants"][method].items() if v is not None and k != "epochs"}
     return settings.pop("family", "s3vae"), settings
 
 
@@ -198,7 +198,9 @@ def train_model(*, dataset: str, output: str, config: dict, method: str, labels:
     model = models.FAMILIES[family_name][1](model_config)
     logger.info("training %s (%s) on %d clips: %s", method, family_name, len(train_set), model_config)
     loss_fn = None if family.adversarial else vae_loss_fn(train_set)
-    fit_and_save(model, family_name, loss_fn, train_set, test_set, _settings(config, config["train"]), output)
+    epochs = config["variants"][method].get("epochs") or config["train"]["epochs"]
+    train_settings = dataclasses.replace(_settings(config, config["train"]), epochs=epochs)
+    fit_and_save(model, family_name, loss_fn, train_set, test_set, train_settings, output)
 
 
 def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):

@@ -89,6 +89,15 @@ def test_train_model_trains_and_saves_every_family_without_flow_labels(tiny_data
         assert {"d_loss", "g_loss", "d_image", "d_video", "g_image", "g_video"} <= set(rows.columns)
 
 
+def test_a_rows_own_epochs_override_the_train_section(tiny_data, tmp_path):
+    config = family_config(epochs=1)
+    config["variants"]["dsvae"]["epochs"] = 2
+    train_model(dataset=str(tiny_data[0]), output=str(tmp_path / "model.pt"), config=config, method="dsvae")
+    rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert rows["epoch"].max() == 2
+    assert "epochs" not in variant_of(config, "dsvae")[1]  # a training setting, not a model one
+
+
 def test_s3vae_without_its_flow_labels_names_the_fix(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="labels="):
         train_model(
