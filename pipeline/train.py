@@ -208,18 +208,6 @@ def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature
     or full q) or FHVAE (alpha), both latents `dim`-dimensional."""
     spec = config["audio"]["models"][method]
     part = config["audio"]["model"]
-    if spec["family"] == "dsvae":
-        return "dsvae", models.DSVAE(
-            models.DSVAEConfig(
-                frame_kind="vector",
-                feature_dim=feature_dim,
-                frame_dim=part["frame_dim"],
-                hidden_dim=part["hidden_dim"],
-                static_dim=dim,
-                dynamic_dim=dim,
-                encoder=spec["encoder"],
-            )
-        )
     if spec["family"] == "fhvae":
         n_sequences = int(train_set.targets["sequence_index"].max()) + 1
         return "fhvae", models.FHVAE(
@@ -233,18 +221,20 @@ def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature
                 alpha=spec["alpha"],
             )
         )
-    model_config = models.S3VAEConfig(
-        frame_kind="vector",
-        feature_dim=feature_dim,
-        frame_dim=part["frame_dim"],
-        hidden_dim=part["hidden_dim"],
-        static_dim=dim,
-        dynamic_dim=dim,
-        dfp_target="silence",
-        dfp_classes=1,
-        **config["variants"][spec["variant"]],
+    vector_frames = {
+        "frame_kind": "vector",
+        "feature_dim": feature_dim,
+        "frame_dim": part["frame_dim"],
+        "hidden_dim": part["hidden_dim"],
+        "static_dim": dim,
+        "dynamic_dim": dim,
+    }
+    if spec["family"] == "dsvae":
+        return "dsvae", models.DSVAE(models.DSVAEConfig(**vector_frames, encoder=spec["encoder"]))
+    weights = variant_of(config, spec["variant"])[1]
+    return "s3vae", models.S3VAE(
+        models.S3VAEConfig(**vector_frames, dfp_target="silence", dfp_classes=1, **weights)
     )
-    return "s3vae", models.S3VAE(model_config)
 
 
 def index_sequences(train_set: ClipSet, test_set: ClipSet) -> None:

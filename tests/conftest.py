@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.download import fetch_source
 
@@ -29,3 +30,18 @@ def lpc_sprites(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("lpc-sprites")
     fetch_source(source="lpc-sprites", dest=dest, mirror=mirror)
     return dest
+
+
+def assert_adam_steps_lower(model: torch.nn.Module, loss_at_fixed_noise, *, lr: float, steps: int = 1):
+    """`steps` Adam steps on `loss_at_fixed_noise()` (which reseeds, so every call draws the same noise on the
+    same batch) lower it."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    with torch.no_grad():
+        before = loss_at_fixed_noise()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_at_fixed_noise().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss_at_fixed_noise()
+    assert after < before, f"loss went from {before.item():.3f} to {after.item():.3f}"

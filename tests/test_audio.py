@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_adam_steps_lower
 
 import models
 from pipeline import h5io
@@ -313,12 +314,7 @@ def test_fhvae_shapes_loss_and_one_step(alpha: float):
         torch.manual_seed(1)
         return model.loss(x, model(x), targets, dataset_size=8)["loss"]
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = loss()
-    optimizer.zero_grad()
-    before.backward()
-    optimizer.step()
-    assert loss().item() < before.item()
+    assert_adam_steps_lower(model, loss, lr=1e-2)
 
 
 def test_fhvae_unseen_sequences_use_the_marginal_prior():
@@ -329,14 +325,19 @@ def test_fhvae_unseen_sequences_use_the_marginal_prior():
     np.testing.assert_allclose(prior.logvar.exp()[:, 0].tolist(), [0.25, 1.25])
 
 
+TINY_VECTOR_FRAMES = {
+    "frame_kind": "vector",
+    "feature_dim": 12,
+    "frame_dim": 16,
+    "hidden_dim": 16,
+    "static_dim": 4,
+    "dynamic_dim": 3,
+}
+
+
 def test_s3vae_on_feature_vectors_with_silence_dfp():
     config = models.S3VAEConfig(
-        frame_kind="vector",
-        feature_dim=12,
-        frame_dim=16,
-        hidden_dim=16,
-        static_dim=4,
-        dynamic_dim=3,
+        **TINY_VECTOR_FRAMES,
         dfp_target="silence",
         dfp_classes=1,
         dfp_weight=1.0,
@@ -356,16 +357,7 @@ def test_s3vae_on_feature_vectors_with_silence_dfp():
 @pytest.mark.parametrize("encoder", ["factorised", "full"])
 def test_dsvae_on_feature_vectors_one_step_lowers_the_loss(encoder: str):
     torch.manual_seed(0)
-    config = models.DSVAEConfig(
-        frame_kind="vector",
-        feature_dim=12,
-        frame_dim=16,
-        hidden_dim=16,
-        static_dim=4,
-        dynamic_dim=3,
-        encoder=encoder,
-    )
-    model = models.DSVAE(config)
+    model = models.DSVAE(models.DSVAEConfig(**TINY_VECTOR_FRAMES, encoder=encoder))
     x = torch.randn(5, 20, 12)
     out = model(x)
     assert (
@@ -380,11 +372,6 @@ def test_dsvae_on_feature_vectors_one_step_lowers_the_loss(encoder: str):
         torch.manual_seed(1)
         return model.loss(x, model(x), {}, dataset_size=50)["loss"]
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = loss()
-    optimizer.zero_grad()
-    before.backward()
-    optimizer.step()
-    assert loss().item() < before.item()
+    assert_adam_steps_lower(model, loss, lr=1e-2)
     with pytest.raises(ValueError, match="gaussian"):
         models.DSVAEConfig(frame_kind="vector", feature_dim=12, likelihood="bernoulli")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_adam_steps_lower
 
 from models import DSVAE, DSVAEConfig
 from models.blocks import pixel_nll
@@ -88,21 +89,12 @@ def test_loss_terms_are_finite_and_sum_to_the_loss(encoder: str, dynamics: str):
 def test_adam_steps_lower_the_loss_on_a_fixed_batch(encoder: str, dynamics: str):
     model = tiny_model(encoder, dynamics)
     x = binary_clips()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss_at_fixed_noise() -> torch.Tensor:
         torch.manual_seed(7)
         return model.loss(x, model(x), {}, dataset_size=100)["loss"]
 
-    with torch.no_grad():
-        before = loss_at_fixed_noise()
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss_at_fixed_noise().backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = loss_at_fixed_noise()
-    assert after < before, f"loss went from {before.item():.2f} to {after.item():.2f}"
+    assert_adam_steps_lower(model, loss_at_fixed_noise, lr=3e-3, steps=3)
 
 
 @pytest.mark.parametrize(("encoder", "dynamics"), VARIANTS)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import assert_adam_steps_lower
 from torch.distributions import Normal, kl_divergence
 
 from models import S3VAE, S3VAEConfig
@@ -158,19 +159,12 @@ def test_supervised_heads_learn_a_digit_distribution_and_positions():
 def test_one_adam_step_lowers_the_full_loss():
     model = tiny_model("full")
     x, targets = batch()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_at_fixed_noise() -> torch.Tensor:
         torch.manual_seed(7)  # same posterior samples and the same SCC shuffle before and after the step
         return model.loss(x, model(x), targets, dataset_size=100)["loss"]
 
-    before = loss_at_fixed_noise()
-    optimizer.zero_grad()
-    before.backward()
-    optimizer.step()
-    with torch.no_grad():
-        after = loss_at_fixed_noise()
-    assert after < before, f"loss went from {before.item():.3f} to {after.item():.3f}"
+    assert_adam_steps_lower(model, loss_at_fixed_noise, lr=1e-3)
 
 
 # --- mutual information ------------------------------------------------------------------------------
