@@ -43,6 +43,7 @@ from pipeline.data import load_clips  # noqa: E402
 from pipeline.evaluate import judge_generations, posterior_means  # noqa: E402
 from pipeline.figures import save_figure  # noqa: E402
 from pipeline.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.tables import markdown_dsvae_table1  # noqa: E402
 from pipeline.train import load_model  # noqa: E402
 from pipeline.training import autocast  # noqa: E402
 
@@ -86,10 +87,17 @@ def judge_clips(judge, data, *, batch_size: int, device: str, bf16: bool) -> dic
 
 
 def make_dsvae_table1(
-    *, models: list[str], methods: list[str], judge: str, dataset: str, output: str, config: dict
+    *,
+    models: list[str],
+    methods: list[str],
+    judge: str,
+    dataset: str,
+    output: str,
+    output_md: str,
+    config: dict,
 ) -> None:
     """DSVAE Table 1 (module docstring) of each model (`methods` names them, in order) on `dataset`'s test
-    split; tidy rows (TABLE1_COLUMNS) to `output`."""
+    split; tidy rows (TABLE1_COLUMNS) to `output`, one grid per method to the Markdown `output_md`."""
     device = resolve_device(config["device"])
     part = config["evaluate"]
     bf16 = resolve_bf16(config["train"]["bf16"], device)
@@ -128,8 +136,11 @@ def make_dsvae_table1(
         logger.info(
             "%s: %s", method, {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()}
         )
+    table = pd.DataFrame(rows, columns=TABLE1_COLUMNS)
     with atomic_path(output) as tmp:
-        pd.DataFrame(rows, columns=TABLE1_COLUMNS).to_csv(tmp, index=False)
+        table.to_csv(tmp, index=False)
+    with atomic_path(output_md) as tmp:
+        tmp.write_text(markdown_dsvae_table1(table))
 
 
 @torch.no_grad()

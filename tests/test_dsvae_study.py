@@ -125,9 +125,12 @@ def test_make_dsvae_table1_rows(bouncing, tmp_path):
         judge=str(tmp_path / "judge.pt"),
         dataset=str(bouncing),
         output=str(output),
+        output_md=str(tmp_path / "dsvae_table1.md"),
         config=smoke_config(),
     )
     table = pd.read_csv(output)
+    markdown = (tmp_path / "dsvae_table1.md").read_text()
+    assert "## dsvae" in markdown and "| shape (static) |" in markdown
     assert set(table["metric"]) == {"disagreement", "KL(p_recon||p_data)", "KL(p_random||p_data)"}
     assert (table["attribute"] == "shape").all() and (table["kind"] == "static").all()
     assert (table["value"] >= -1e-12).all() and (table["n"] == 3).all()

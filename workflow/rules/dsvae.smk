@@ -8,7 +8,8 @@ rule make_dsvae_table1:
         judge="results/judges/sprites/judge.pt",
         dataset="results/data/sprites.h5",
     output:
-        report("results/tables/dsvae_table1.csv", category="Tables"),
+        csv=report("results/tables/dsvae_table1.csv", category="Tables"),
+        md="results/tables/dsvae_table1.md",
     log:
         "logs/make_dsvae_table1/sprites.log",
     benchmark:

@@ -8,6 +8,7 @@ run_stage(
     methods=list(snakemake.params.methods),
     judge=snakemake.input.judge,
     dataset=snakemake.input.dataset,
-    output=snakemake.output[0],
+    output=snakemake.output.csv,
+    output_md=snakemake.output.md,
     config=snakemake.config,
 )
