@@ -239,7 +239,7 @@ def test_table3_dry_run_is_the_audio_dag(clean_copy: Path):
     assert result.returncode == 0, result.stdout[-3000:]
     audio = CONFIG["audio"]
     n_models = len(CONFIG["audio_datasets"]) * len(audio["methods"]) * len(audio["dims"])
-    assert n_models == 6
+    assert n_models == 10  # fsdd x (s3vae, dsvae, dsvae_full, fhvae_a0, fhvae_a10) x (16, 64)
     assert job_counts(result.stdout) == {
         "download_source": 1,
         "build_audio": 1,
@@ -250,6 +250,7 @@ def test_table3_dry_run_is_the_audio_dag(clean_copy: Path):
         "make_table3": 1,
     }
     assert "results/models/fsdd/fhvae_a10/z64/model.pt" in result.stdout
+    assert "results/models/fsdd/dsvae_full/z16/model.pt" in result.stdout
 
 
 @pytest.mark.slow
