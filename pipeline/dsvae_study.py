@@ -186,12 +186,17 @@ def evaluate_dynamics(
     table = pd.DataFrame(rows, columns=DYNAMICS_COLUMNS)
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
+    # A model that draws no ball at all gets the ball's share of the pixels wrong at every k: the level a
+    # model must stay under to have learnt anything, and which a wrongly placed ball (twice its area) exceeds.
+    blank = metrics.wrong_pixels(np.zeros(data.frames.shape), data.frames.numpy() / 255.0)
+    logger.info("blank frames (no ball): %.4f wrong pixels", blank)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     for method, part_rows in table.groupby("method", sort=False):
         ax.plot(
             part_rows["missing_frames"], part_rows["wrong_pixels"], marker="o", markersize=3, label=method
         )
+    ax.axhline(blank, color="gray", linestyle="--", linewidth=1, label="blank frames (no ball)")
     ax.set_xlabel(f"consecutive missing frames (of {T}; 0 = reconstruction)")
     ax.set_ylabel("fraction of wrong pixels")
     ax.set_title("DSVAE Fig. 8: stochastic vs deterministic dynamics (bouncing balls)", fontsize=9)
