@@ -27,12 +27,14 @@ D_z dynamic latent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from models.blocks import (
+    LIKELIHOODS,
     Gaussian,
     GaussianHead,
     LSTMPrior,
@@ -43,7 +45,6 @@ from models.blocks import (
 
 ENCODERS = ("factorised", "full")
 DYNAMICS = ("stochastic", "lstm_f", "lstm_c")
-LIKELIHOODS = ("gaussian", "bernoulli")
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,14 @@ class DSVAEConfig:
     dynamics: str = "stochastic"  # one of DYNAMICS
     state_dim: int = 512  # the deterministic LSTM's state (lstm_f, lstm_c), 512 in section 4.3
     likelihood: str = "gaussian"  # one of LIKELIHOODS; "bernoulli" for binary frames (bouncing balls)
+    pixel_sigma: float = math.sqrt(0.5)  # "gaussian" only: sigma^2 = 1/2 is DSVAE's summed squared error
 
     def __post_init__(self):
         for name, allowed in (("encoder", ENCODERS), ("dynamics", DYNAMICS), ("likelihood", LIKELIHOODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"DSVAEConfig.{name} = '{getattr(self, name)}': use one of {allowed}")
-        if self.frame_kind == "vector" and self.likelihood != "gaussian":
-            raise ValueError("DSVAEConfig: feature-vector frames are real-valued; use likelihood 'gaussian'")
+        if self.frame_kind == "vector" and self.likelihood == "bernoulli":
+            raise ValueError("DSVAEConfig: feature-vector frames are real-valued; use a gaussian likelihood")
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,6 @@ class DSVAE(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO of Eq. 1's model under the chosen q, per clip and averaged over B. `targets` and
         `dataset_size` are unused: the signature is the one the training loop calls every family with."""
-        terms = elbo_terms(x, out, self.config.likelihood)
+        terms = elbo_terms(x, out, self.config.likelihood, self.config.pixel_sigma)
         terms["loss"] = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
         return terms

@@ -9,7 +9,7 @@ regularisers, each switched off by a zero weight:
 - L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels: the top-k optical-flow cells of each
   frame (video, `dfp_target="flow_topk"`), or whether each frame is silent (audio, section 4.2,
   `dfp_target="silence"`). Both are per-frame binary targets, scored by a summed binary cross-entropy.
-- L_MI (Eq. 7-8): a minibatch estimate of I(z_f; z_1:T), penalised.
+- L_MI (Eq. 7-8): a minibatch estimate of sum_t I(z_f; z_t), penalised.
 
 The ground-truth ablation (`baseline_sv`) replaces pseudo labels by labels: heads on z_f predict the
 static factors, heads on z_t the dynamic ones and regress the per-frame states (SMMNIST: digit positions).
@@ -52,6 +52,11 @@ class S3VAEConfig:
     hidden_dim: int = 256  # width of the encoder LSTMs, the prior LSTM and the auxiliary heads
     static_dim: int = 256  # D_f (S3VAE uses 256 on Sprites)
     dynamic_dim: int = 32  # D_z (S3VAE uses 32 on Sprites)
+    likelihood: str = "gaussian"  # of the frames, one of models.blocks.LIKELIHOODS
+    pixel_sigma: float = math.sqrt(0.5)  # "gaussian" only: sigma^2 = 1/2 is S3VAE's summed squared error
+    kl_static_weight: float = 1.0  # beta of KL(q(z_f | x) || p(z_f)); 1 is Eq. 5
+    kl_dynamic_weight: float = 1.0  # beta of the sum over t of KL(q(z_t | x_<=t) || p(z_t | z_<t))
+    swap_weight: float = 0.0  # latent-swap consistency, beyond the paper (`loss`)
     scc_weight: float = 0.0
     scc_margin: float = 1.0
     dfp_weight: float = 0.0
@@ -76,6 +81,33 @@ class S3VAEOutput:
     recon: Tensor  # (B, T, C, H, W) pixel means in [0, 1], or (B, T, D) feature means
 
 
+def _log_density_matrix(q: Gaussian, sample: Tensor) -> Tensor:
+    """log q(sample_i | x_j) for every pair of clips, summed over the last axis: q (M, ..., D), sample
+    (M, ..., D) -> (..., M, M), row i the sample of clip i, column j the posterior of clip j."""
+    mean, logvar = q.mean.movedim(0, -2), q.logvar.movedim(0, -2)  # (..., M, D)
+    point = sample.movedim(0, -2)  # (..., M, D)
+    return Gaussian(mean[..., None, :, :], logvar[..., None, :, :]).log_prob(point[..., :, None, :]).sum(-1)
+
+
+def _minibatch_log_weights(M: int, dataset_size: int, estimator: str, like: Tensor) -> Tensor:
+    """log of the weight of q(. | x_j) in the estimate of the aggregate posterior at clip i's sample, (M, M).
+
+    "mws" is minibatch weighted sampling (Chen et al. 2018), the estimator S3VAE Eq. 8 uses: every
+    q(. | x_j) weighs 1/(NM). Its constant offsets leave a bias of +log N (0 <= MWS - true MI), which has no
+    gradient. "mss" is minibatch stratified sampling: the clip's own term weighs 1/N, the others
+    (N-1)/(N(M-1)), so independent latents give about 0 and latents that both identify the clip about log N.
+    """
+    if estimator == "mws":
+        return torch.full((M, M), -math.log(dataset_size * M), device=like.device)
+    if estimator == "mss":
+        if M < 2:
+            raise ValueError("the 'mss' MI estimator needs a minibatch of at least 2 clips")
+        other = math.log(dataset_size - 1) - math.log(dataset_size * (M - 1))
+        log_weights = torch.full((M, M), other, device=like.device)
+        return log_weights.fill_diagonal_(-math.log(dataset_size))
+    raise ValueError(f"unknown MI estimator '{estimator}': use 'mws' or 'mss'")
+
+
 def mutual_information(
     static: Gaussian,
     static_sample: Tensor,
@@ -84,37 +116,22 @@ def mutual_information(
     dataset_size: int,
     estimator: str = "mws",
 ) -> Tensor:
-    """Minibatch estimate of I(z_f; z_1:T) = E[log q(z_f, z_1:T) - log q(z_f) - log q(z_1:T)] (S3VAE Eq. 7-8).
+    """Minibatch estimate of L_MI = sum_t I(z_f; z_t) (S3VAE Eq. 7-8), one term per frame.
 
-    The aggregate posteriors q(.) = E_x q(.|x) are estimated from the minibatch of M clips drawn from N.
-    "mws" is minibatch weighted sampling (Chen et al. 2018), the estimator S3VAE uses: every q(.|x_j)
-    weighs 1/(NM). Its constant offsets leave a bias of +log N (0 <= MWS - true MI), which has no gradient.
-    "mss" is minibatch stratified sampling: the clip's own term weighs 1/N, the others (N-1)/(N(M-1)),
-    so independent latents give about 0 and latents that both identify the clip give about log N.
+    I(z_f; z_t) = E[log q(z_f, z_t) - log q(z_f) - log q(z_t)], with the aggregate posteriors
+    q(.) = E_x q(. | x) estimated from the minibatch of M clips drawn from N (`_minibatch_log_weights`).
+    Per frame and not over the flattened z_1:T: a whole trajectory identifies its clip as soon as the
+    frames differ, so I(z_f; z_1:T) saturates at its maximum whatever z_f holds and has no gradient that
+    would move shared information out of z_f; I(z_f; z_t) is high only when z_t itself shares it.
     """
     M = static_sample.shape[0]
-    # log q(sample_i | x_j) for every pair, summed over dimensions: (M, M)
-    log_q_static = Gaussian(static.mean[None], static.logvar[None]).log_prob(static_sample[:, None]).sum(-1)
-    dyn_mean, dyn_logvar = dynamic.mean.flatten(1), dynamic.logvar.flatten(1)  # (M, T*D_z)
-    log_q_dynamic = (
-        Gaussian(dyn_mean[None], dyn_logvar[None]).log_prob(dynamic_sample.flatten(1)[:, None]).sum(-1)
-    )
-
-    if estimator == "mws":
-        log_weights = torch.full((M, M), -math.log(dataset_size * M), device=static_sample.device)
-    elif estimator == "mss":
-        if M < 2:
-            raise ValueError("the 'mss' MI estimator needs a minibatch of at least 2 clips")
-        other = math.log(dataset_size - 1) - math.log(dataset_size * (M - 1))
-        log_weights = torch.full((M, M), other, device=static_sample.device)
-        log_weights.fill_diagonal_(-math.log(dataset_size))
-    else:
-        raise ValueError(f"unknown MI estimator '{estimator}': use 'mws' or 'mss'")
-
-    log_joint = torch.logsumexp(log_weights + log_q_static + log_q_dynamic, dim=1)  # (M,)
-    log_static = torch.logsumexp(log_weights + log_q_static, dim=1)  # (M,)
-    log_dynamic = torch.logsumexp(log_weights + log_q_dynamic, dim=1)  # (M,)
-    return (log_joint - log_static - log_dynamic).mean()
+    log_weights = _minibatch_log_weights(M, dataset_size, estimator, static_sample)  # (M, M)
+    log_q_static = _log_density_matrix(static, static_sample)  # (M, M)
+    log_q_dynamic = _log_density_matrix(dynamic, dynamic_sample)  # (T, M, M)
+    log_joint = torch.logsumexp(log_weights + log_q_static + log_q_dynamic, dim=-1)  # (T, M)
+    log_static = torch.logsumexp(log_weights + log_q_static, dim=-1)  # (M,)
+    log_dynamic = torch.logsumexp(log_weights + log_q_dynamic, dim=-1)  # (T, M)
+    return (log_joint - log_static - log_dynamic).mean(dim=-1).sum()
 
 
 class S3VAE(nn.Module):
@@ -208,12 +225,26 @@ class S3VAE(nn.Module):
         for the ground-truth heads, one (B,) int64 class tensor or (B, classes) class distribution per
         labelled head (an order-free group such as SMMNIST's two digits is a distribution) and one
         standardised (B, T, ...) tensor per regressed state. The likelihood of pixels (or feature values)
-        is a fixed-variance Gaussian: a summed squared error.
+        is the config's (`models.blocks.pixel_nll`).
         """
         c = self.config
         B, T = x.shape[:2]
-        terms = elbo_terms(x, out, "gaussian")
-        total = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
+        terms = elbo_terms(x, out, c.likelihood, c.pixel_sigma)
+        total = (
+            terms["recon"]
+            + c.kl_static_weight * terms["kl_static"]
+            + c.kl_dynamic_weight * terms["kl_dynamic"]
+        )
+
+        if c.swap_weight > 0:
+            # Decode z_f of clip b with z_1:T of clip b-1, encode the result again: its posterior means must
+            # be the sources' (fixed targets). A decoder that draws a factor from the wrong latent fails it.
+            partner = out.dynamic_sample.roll(1, dims=0)  # (B, T, D_z)
+            q_static, q_dynamic = self.encode(self.decode(out.static_sample, partner))
+            static_error = (q_static.mean - out.static.mean.detach()) ** 2  # (B, D_f)
+            dynamic_error = (q_dynamic.mean - out.dynamic.mean.detach().roll(1, dims=0)) ** 2  # (B, T, D_z)
+            terms["swap"] = (static_error.sum() + dynamic_error.sum()) / B
+            total = total + c.swap_weight * terms["swap"]
 
         if c.scc_weight > 0:
             # The shuffled clip's frame features are a permutation of the anchor's: no second conv pass.

@@ -19,6 +19,7 @@ D_z dynamic latent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -47,7 +48,8 @@ class UnorderedConfig:
     static_dim: int = 256  # D_f
     dynamic_dim: int = 2  # D_z, the paper's default
     n_frames: int = 3  # N frames q(f | x) sees
-    likelihood: str = "bernoulli"  # "gaussian" for colour frames (see models.blocks.pixel_nll)
+    likelihood: str = "bernoulli"  # one of models.blocks.LIKELIHOODS; a Gaussian for colour frames
+    pixel_sigma: float = math.sqrt(0.5)  # "gaussian" only
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,6 @@ class Unordered(nn.Module):
     ) -> dict[str, Tensor]:
         """Negative ELBO, per clip and averaged over B; `targets` and `dataset_size` are unused (the
         signature the training loop calls every family with)."""
-        terms = elbo_terms(x, out, self.config.likelihood)
+        terms = elbo_terms(x, out, self.config.likelihood, self.config.pixel_sigma)
         terms["loss"] = terms["recon"] + terms["kl_static"] + terms["kl_dynamic"]
         return terms

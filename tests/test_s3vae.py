@@ -199,23 +199,79 @@ def test_mss_is_zero_for_independent_latents():
     assert abs(mi.item()) < 0.05
 
 
-def test_mws_has_offset_log_n_for_independent_latents():
-    """MWS weighs every pair 1/(NM): log q(z_f) loses log N while the joint and q(z_1:T) terms cancel, so
-    independent latents score log N, not 0 (the constant bias the docstring names; it has no gradient)."""
+def test_mws_has_offset_log_n_per_frame_for_independent_latents():
+    """MWS weighs every pair 1/(NM): log q(z_f) loses log N while the joint and q(z_t) terms cancel, so
+    independent latents score log N per frame, not 0 (the constant bias the docstring names; no gradient)."""
     mi = mutual_information(*_independent(), dataset_size=N, estimator="mws")
-    assert mi.item() == pytest.approx(math.log(N), abs=0.05)
+    assert mi.item() == pytest.approx(T * math.log(N), abs=0.05)
 
 
-def test_mss_is_log_n_for_latents_that_identify_the_clip():
+def test_mss_is_log_n_per_frame_for_latents_that_identify_the_clip():
     independent = mutual_information(*_independent(), dataset_size=N, estimator="mss")
     identifying = mutual_information(*_identifying(), dataset_size=N, estimator="mss")
-    assert identifying.item() == pytest.approx(math.log(N), abs=0.05)
-    assert identifying.item() > independent.item() + 0.9 * math.log(N)
+    assert identifying.item() == pytest.approx(T * math.log(N), abs=0.05)
+    assert identifying.item() > independent.item() + 0.9 * T * math.log(N)
 
 
-def test_mws_is_log_nm_for_latents_that_identify_the_clip():
+def test_mws_is_log_nm_per_frame_for_latents_that_identify_the_clip():
     identifying = mutual_information(*_identifying(), dataset_size=N, estimator="mws")
-    assert identifying.item() == pytest.approx(math.log(N * M), abs=0.05)
+    assert identifying.item() == pytest.approx(T * math.log(N * M), abs=0.05)
+
+
+# Known answers on a minibatch that is the whole dataset (M = N, so "mss" weighs every clip 1/N and the
+# estimate is the exact mutual information of the clips' latents): K sharp clusters per latent.
+K = 4
+CLIPS = K * K * K  # every (z_f, z_1, z_2) combination once
+
+
+def _clusters(static_cluster: torch.Tensor, dynamic_cluster: torch.Tensor) -> tuple:
+    """Near-deterministic posteriors at 10 * cluster index: static (M,), dynamic (M, T) indices."""
+    static, static_sample = _posterior(10.0 * static_cluster.float()[:, None], -8.0)
+    dynamic, dynamic_sample = _posterior(10.0 * dynamic_cluster.float()[..., None], -8.0)
+    return static, static_sample, dynamic, dynamic_sample
+
+
+def _balanced() -> tuple[torch.Tensor, torch.Tensor]:
+    """z_f's cluster and two frames' clusters, every combination once: each z_t is independent of z_f."""
+    index = torch.arange(CLIPS)
+    return index % K, torch.stack([(index // K) % K, index // (K * K)], dim=1)
+
+
+def _exact_mi(static_cluster, dynamic_cluster) -> torch.Tensor:
+    posteriors = _clusters(static_cluster, dynamic_cluster)
+    return mutual_information(*posteriors, dataset_size=CLIPS, estimator="mss")
+
+
+def test_per_frame_mi_of_independent_clusters_is_zero():
+    static_cluster, dynamic_cluster = _balanced()
+    assert _exact_mi(static_cluster, dynamic_cluster).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_per_frame_mi_of_identical_clusters_is_log_k_per_frame():
+    static_cluster, _ = _balanced()
+    same = static_cluster[:, None].repeat(1, 2)  # z_t = z_f at both frames
+    assert _exact_mi(static_cluster, same).item() == pytest.approx(2 * math.log(K), abs=1e-3)
+
+
+def test_a_trajectory_that_identifies_the_clip_shares_nothing_with_z_f_frame_by_frame():
+    """K * K clips, each a distinct pair (z_1, z_2), so z_1:T identifies the clip; z_f = z_1 + z_2 mod K is
+    independent of each single z_t. Per frame the MI is 0, as Eq. 7 wants; the flattened I(z_f; z_1:T)
+    the estimator once computed is log K, the whole of z_f, with nothing a frame could drop."""
+    index = torch.arange(K * K)
+    dynamic_cluster = torch.stack([index % K, index // K], dim=1)  # (K * K, 2): every pair once
+    static_cluster = dynamic_cluster.sum(dim=1) % K
+    static, static_sample, dynamic, dynamic_sample = _clusters(static_cluster, dynamic_cluster)
+    per_frame = mutual_information(static, static_sample, dynamic, dynamic_sample, K * K, "mss")
+    flattened = mutual_information(  # the whole trajectory as one (1, T * D_z) "frame"
+        static,
+        static_sample,
+        Gaussian(dynamic.mean.flatten(1)[:, None], dynamic.logvar.flatten(1)[:, None]),
+        dynamic_sample.flatten(1)[:, None],
+        dataset_size=K * K,
+        estimator="mss",
+    )
+    assert per_frame.item() == pytest.approx(0.0, abs=1e-3)
+    assert flattened.item() == pytest.approx(math.log(K), abs=1e-3)
 
 
 def test_unknown_mi_estimator_raises():
