@@ -3,8 +3,10 @@
 Each frame's flow magnitude is averaged over a G x G grid of cells; the indices of the k cells that move
 most are the frame's pseudo label, the target of S3VAE's dynamic factor prediction.
 
-Frame t's label uses the flow from frame t to t+1. The last frame has no successor, so it reuses the
-flow from T-2 to T-1: motion is smooth over one frame, and every frame then carries a label.
+Frame t's label uses the flow into it, from frame t-1 to t: S3VAE's q(z_t | x_<=t) sees frames up to t, so
+the motion that ends in frame t is what z_t can know (the flow out of it, from t to t+1, needs frame t+1).
+The first frame (t = 0) has no predecessor, so it reuses the flow from frame 0 to 1: motion is smooth over one
+frame, and every frame then carries a label.
 
 Backends: "dis" (OpenCV's DIS flow, CPU, no weights: the offline default) and "raft_small" /
 "raft_large" (torchvision's RAFT, GPU when the caller passes device="cuda"; weights through
@@ -220,7 +222,8 @@ def topk_cells(flow: np.ndarray, *, grid: int, topk: int) -> tuple[np.ndarray, n
     """The `topk` grid cells of largest mean flow magnitude for each frame.
 
     flow (N, T-1, H, W, 2) -> (cells (N, T, topk) int16, row * grid + col by decreasing magnitude;
-    magnitudes (N, T, grid, grid) float32). The last frame repeats the T-2 -> T-1 flow (module doc).
+    magnitudes (N, T, grid, grid) float32). Frame t gets the flow t-1 -> t, the first frame the 0 -> 1
+    flow (module doc).
     Ties go to the lower cell index.
     """
     n, t1, h, w, _ = flow.shape
@@ -229,7 +232,7 @@ def topk_cells(flow: np.ndarray, *, grid: int, topk: int) -> tuple[np.ndarray, n
         raise ValueError(f"flow needs at least one frame pair, got shape {flow.shape}")
     magnitude = np.linalg.norm(flow, axis=-1)  # (N, T-1, H, W)
     cells = magnitude.reshape(n, t1, grid, h // grid, grid, w // grid).mean(axis=(3, 5), dtype=np.float32)
-    cells = np.concatenate([cells, cells[:, -1:]], axis=1)  # (N, T, G, G)
+    cells = np.concatenate([cells[:, :1], cells], axis=1)  # (N, T, G, G): frame t <- flow t-1 -> t
     order = np.argsort(-cells.reshape(n, t1 + 1, grid * grid), axis=-1, kind="stable")
     return order[..., :topk].astype(np.int16), cells
 
@@ -258,7 +261,7 @@ def label_flow(
     _check_grid(int(h), int(w), grid=grid, topk=topk)  # fail before any flow is computed
     flow_fn = _flow_fn(backend, device=device, batch_size=batch_size, raft_weights=raft_weights)
     labels = {}
-    for split in h5io.list_splits(dataset):
+    for split in h5io.model_splits(dataset):
         frames = h5io.read_split(dataset, split).frames
         _check_frames(frames)
         n, t = frames.shape[:2]

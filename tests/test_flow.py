@@ -59,7 +59,8 @@ def test_topk_cells_pick_the_moving_cells(dis_flow):
     assert cells.shape == (1, T, k) and cells.dtype == np.int16
     assert magnitude.shape == (1, T, grid, grid) and magnitude.dtype == np.float32
     for t in range(T):
-        assert set(cells[0, t].tolist()) == bar_cells(min(t, T - 2), grid=grid, k=k)
+        # frame t's label is the flow into it, pair t-1 -> t (pair 0 -> 1 for the first frame)
+        assert set(cells[0, t].tolist()) == bar_cells(max(t - 1, 0), grid=grid, k=k)
         picked = magnitude[0, t].ravel()[cells[0, t]]
         assert np.all(np.diff(picked) <= 0)  # by decreasing magnitude
         assert picked.min() >= np.delete(magnitude[0, t].ravel(), cells[0, t]).max()
@@ -76,19 +77,23 @@ def test_topk_cells_on_a_hand_made_field():
     )  # (T-1, G, G, 2)
     field = vectors.repeat(4, axis=1).repeat(4, axis=2)[None]  # (1, T-1=2, 8, 8, 2)
     cells, magnitude = flow.topk_cells(field, grid=2, topk=3)
-    np.testing.assert_array_equal(cells[0], [[3, 0, 1], [3, 0, 2], [3, 0, 2]])
-    np.testing.assert_allclose(magnitude[0, 0], [[5, 1], [0, 10]])
-    np.testing.assert_allclose(magnitude[0, 1], [[2, 0], [2, 7]])
+    np.testing.assert_array_equal(cells[0], [[3, 0, 1], [3, 0, 1], [3, 0, 2]])
+    np.testing.assert_allclose(magnitude[0, 1], [[5, 1], [0, 10]])  # frame 1 <- pair 0
+    np.testing.assert_allclose(magnitude[0, 2], [[2, 0], [2, 7]])  # frame 2 <- pair 1
 
 
-def test_last_frame_reuses_the_last_pair():
+def test_frame_t_is_labelled_with_the_flow_into_it():
+    """q(z_t | x_<=t) cannot see frame t+1: frame t's label is pair t-1 -> t, the first frame's 0 -> 1."""
     rng = np.random.default_rng(1)
     field = rng.normal(size=(2, 3, 8, 8, 2)).astype(np.float32)
     cells, magnitude = flow.topk_cells(field, grid=4, topk=5)
     assert cells.shape == (2, 4, 5)
-    np.testing.assert_array_equal(cells[:, -1], cells[:, -2])
-    np.testing.assert_array_equal(magnitude[:, -1], magnitude[:, -2])
-    assert not np.array_equal(magnitude[:, 0], magnitude[:, 1])
+    per_pair = np.linalg.norm(field, axis=-1).reshape(2, 3, 4, 2, 4, 2).mean(axis=(3, 5))  # (N, T-1, G, G)
+    for t in range(1, 4):
+        np.testing.assert_allclose(magnitude[:, t], per_pair[:, t - 1], rtol=1e-6)
+    np.testing.assert_array_equal(cells[:, 0], cells[:, 1])
+    np.testing.assert_array_equal(magnitude[:, 0], magnitude[:, 1])
+    assert not np.array_equal(magnitude[:, 1], magnitude[:, 2])
 
 
 @pytest.mark.parametrize(("shape", "grid", "topk"), [((1, 1, 60, 64, 2), 8, 1), ((1, 1, 8, 8, 2), 2, 5)])
