@@ -43,14 +43,35 @@ from pipeline.data import load_clips  # noqa: E402
 from pipeline.evaluate import judge_generations, posterior_means  # noqa: E402
 from pipeline.figures import save_figure  # noqa: E402
 from pipeline.h5io import atomic_path, read_attrs  # noqa: E402
-from pipeline.tables import markdown_dsvae_table1  # noqa: E402
+from pipeline.tables import markdown_dsvae_table1, over_seeds  # noqa: E402
 from pipeline.train import load_model  # noqa: E402
 from pipeline.training import autocast  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-TABLE1_COLUMNS = ["dataset", "method", "attribute", "kind", "metric", "value", "std", "n"]
-DYNAMICS_COLUMNS = ["dataset", "method", "task", "missing_frames", "observed_frames", "wrong_pixels", "n"]
+TABLE1_COLUMNS = [
+    "dataset",
+    "method",
+    "attribute",
+    "kind",
+    "metric",
+    "value",
+    "std",
+    "seeds",
+    "std_repeats",
+    "n",
+]
+DYNAMICS_COLUMNS = [
+    "dataset",
+    "method",
+    "task",
+    "missing_frames",
+    "observed_frames",
+    "wrong_pixels",
+    "std",
+    "seeds",
+    "n",
+]
 _RECON = {"static": "fixed_static", "dynamic": "fixed_dynamics"}  # what a head's "recon" generation keeps
 
 
@@ -90,14 +111,16 @@ def make_dsvae_table1(
     *,
     models: list[str],
     methods: list[str],
+    seeds: list[int],
     judge: str,
     dataset: str,
     output: str,
     output_md: str,
     config: dict,
 ) -> None:
-    """DSVAE Table 1 (module docstring) of each model (`methods` names them, in order) on `dataset`'s test
-    split; tidy rows (TABLE1_COLUMNS) to `output`, one grid per method to the Markdown `output_md`."""
+    """DSVAE Table 1 (module docstring) of each model (`methods` and `seeds` name their row and training
+    seed, in order) on `dataset`'s test split; tidy rows (TABLE1_COLUMNS, mean and std over the training
+    seeds of each row) to `output`, one grid per method to the Markdown `output_md`."""
     device = resolve_device(config["device"])
     part = config["evaluate"]
     bf16 = resolve_bf16(config["train"]["bf16"], device)
@@ -107,13 +130,13 @@ def make_dsvae_table1(
     data_probs = judge_clips(judge_net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
     name = str(read_attrs(dataset)["name"])
     rows = []
-    for method, path in zip(methods, models, strict=True):
+    for method, seed, path in zip(methods, seeds, models, strict=True):
         net = load_model(path, device)
         means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
         batch = {"batch_size": part["batch_size"], "device": device, "bf16": bf16}
         runs = []
         for repeat in range(part["repeats"]):
-            torch.manual_seed(config["seed"] * 1000 + repeat)
+            torch.manual_seed((config["seed"] + seed) * 1000 + repeat)
             recon = {
                 keep: judge_generations(net, judge_net, means, keep=keep, **batch) for keep in _RECON.values()
             }
@@ -134,9 +157,13 @@ def make_dsvae_table1(
                 }
             )
         logger.info(
-            "%s: %s", method, {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()}
+            "%s seed %d: %s",
+            method,
+            seed,
+            {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()},
         )
-    table = pd.DataFrame(rows, columns=TABLE1_COLUMNS)
+    keys = ["dataset", "method", "attribute", "kind", "metric"]
+    table = over_seeds(pd.DataFrame(rows), keys).reindex(columns=TABLE1_COLUMNS)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(output_md) as tmp:
@@ -156,9 +183,17 @@ def imputation_errors(net, data, *, batch_size: int, device: str) -> dict[int, f
 
 
 def evaluate_dynamics(
-    *, models: list[str], methods: list[str], dataset: str, output_csv: str, output_png: str, config: dict
+    *,
+    models: list[str],
+    methods: list[str],
+    seeds: list[int],
+    dataset: str,
+    output_csv: str,
+    output_png: str,
+    config: dict,
 ) -> None:
-    """DSVAE Fig. 8 (module docstring): wrong pixels against missing frames per model, as CSV and a plot."""
+    """DSVAE Fig. 8 (module docstring): wrong pixels against missing frames per model (`methods` and
+    `seeds` name each model's row and training seed), mean and std over the seeds, as CSV and a plot."""
     device = resolve_device(config["device"])
     part = config["evaluate"]
     torch.manual_seed(config["seed"])
@@ -166,11 +201,13 @@ def evaluate_dynamics(
     T = data.frames.shape[1]
     name = str(read_attrs(dataset)["name"])
     rows = []
-    for method, path in zip(methods, models, strict=True):
+    for method, seed, path in zip(methods, seeds, models, strict=True):
         errors = imputation_errors(
             load_model(path, device), data, batch_size=part["batch_size"], device=device
         )
-        logger.info("%s: reconstruction %.4f, %d missing %.4f", method, errors[0], T - 1, errors[T - 1])
+        logger.info(
+            "%s seed %d: reconstruction %.4f, %d missing %.4f", method, seed, errors[0], T - 1, errors[T - 1]
+        )
         rows += [
             {
                 "dataset": name,
@@ -178,12 +215,14 @@ def evaluate_dynamics(
                 "task": "imputation" if k else "reconstruction",
                 "missing_frames": k,
                 "observed_frames": T - k,
-                "wrong_pixels": value,
+                "value": value,
                 "n": len(data),
             }
             for k, value in errors.items()
         ]
-    table = pd.DataFrame(rows, columns=DYNAMICS_COLUMNS)
+    keys = ["dataset", "method", "task", "missing_frames", "observed_frames"]
+    table = over_seeds(pd.DataFrame(rows), keys).rename(columns={"value": "wrong_pixels"})
+    table = table.reindex(columns=DYNAMICS_COLUMNS)
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
     # A model that draws no ball at all gets the ball's share of the pixels wrong at every k: the level a
@@ -193,9 +232,11 @@ def evaluate_dynamics(
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     for method, part_rows in table.groupby("method", sort=False):
-        ax.plot(
-            part_rows["missing_frames"], part_rows["wrong_pixels"], marker="o", markersize=3, label=method
-        )
+        k, mean = part_rows["missing_frames"], part_rows["wrong_pixels"]
+        seeds_of_row = int(part_rows["seeds"].iloc[0])
+        (line,) = ax.plot(k, mean, marker="o", markersize=3, label=f"{method} ({seeds_of_row} seeds)")
+        spread = part_rows["std"].fillna(0.0)
+        ax.fill_between(k, mean - spread, mean + spread, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.axhline(blank, color="gray", linestyle="--", linewidth=1, label="blank frames (no ball)")
     ax.set_xlabel(f"consecutive missing frames (of {T}; 0 = reconstruction)")
     ax.set_ylabel("fraction of wrong pixels")

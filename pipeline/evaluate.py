@@ -40,7 +40,7 @@ from pipeline.training import autocast
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("fixed_dynamics", "fixed_static")
-COLUMNS = ["dataset", "method", "metric", "value", "std", "n"]
+COLUMNS = ["dataset", "method", "seed", "metric", "value", "std", "n"]  # std: over the repeats
 HEADLINE = ("Acc", "IS", "H(y|x)", "H(y)")
 _KEPT_KIND = {"fixed_dynamics": "dynamic", "fixed_static": "static"}
 
@@ -141,30 +141,35 @@ def score_run(
     return scores
 
 
-def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config: dict, method: str) -> None:
-    """Score `model` with `judge` on the test split of `dataset`; write tidy rows (COLUMNS) to `output`."""
-    device = resolve_device(config["device"])
-    part = config["evaluate"]
-    data = load_clips(dataset, "test", limit=part["max_sequences"])
-    net, judge_net = load_model(model, device), load_model(judge, device)
-    bf16 = resolve_bf16(config["train"]["bf16"], device)
-    dataset_name = str(read_attrs(dataset)["name"])
-    protocol = protocol_of(dataset_name)
+def table1_runs(
+    net: nn.Module,
+    judge_net: nn.Module,
+    data,
+    protocol: Protocol,
+    *,
+    evaluate: dict,
+    device: str,
+    bf16: bool,
+    seed: int,
+) -> list[dict[str, float]]:
+    """The Table 1 scores of `net` on the clips `data`, one dict per repeat (`evaluate.repeats`, each with
+    fresh prior samples, repeat r seeded from seed * 1000 + r)."""
     judge_heads = heads.judge_heads(data.factors)
+    batch_size = evaluate["batch_size"]
     if hasattr(net, "encode"):  # keep posterior means of the real clips, score against their labels
         labels = {name: t.numpy() for name, t in data.targets.items()}
-        means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
+        means = posterior_means(net, data, batch_size=batch_size, device=device, bf16=bf16)
 
         def judged_repeat():
             probs = {
                 keep: judge_generations(
-                    net, judge_net, means, keep=keep, batch_size=part["batch_size"], device=device, bf16=bf16
+                    net, judge_net, means, keep=keep, batch_size=batch_size, device=device, bf16=bf16
                 )
                 for keep in protocol.directions
             }
             return probs, labels
     else:  # no encoder: the kept code is sampled and the judge's group verdict is the label
-        group_size = part["group_size"]
+        group_size = evaluate["group_size"]
 
         def judged_repeat():
             with autocast(device, bf16):
@@ -176,16 +181,41 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
                     groups=max(len(data) // group_size, 1),
                     group_size=group_size,
                     steps=data.frames.shape[1],
-                    batch_size=part["batch_size"],
+                    batch_size=batch_size,
                 )
 
     runs = []
-    for repeat in range(part["repeats"]):
-        torch.manual_seed(config["seed"] * 1000 + repeat)
+    for repeat in range(evaluate["repeats"]):
+        torch.manual_seed(seed * 1000 + repeat)
         runs.append(score_run(*judged_repeat(), judge_heads, protocol))
         logger.info("repeat %d: Acc %.4f IS %.3f", repeat + 1, runs[-1]["Acc"], runs[-1]["IS"])
+    return runs
+
+
+def evaluate_model(
+    *, model: str, judge: str, dataset: str, output: str, config: dict, method: str, seed: int = 0
+) -> None:
+    """Score `model` (training seed `seed`) with `judge` on the test split of `dataset`; write tidy rows
+    (COLUMNS) to `output`."""
+    device = resolve_device(config["device"])
+    part = config["evaluate"]
+    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    net, judge_net = load_model(model, device), load_model(judge, device)
+    bf16 = resolve_bf16(config["train"]["bf16"], device)
+    dataset_name = str(read_attrs(dataset)["name"])
+    runs = table1_runs(
+        net,
+        judge_net,
+        data,
+        protocol_of(dataset_name),
+        evaluate=part,
+        device=device,
+        bf16=bf16,
+        seed=config["seed"] + seed,
+    )
+    identity = {"dataset": dataset_name, "method": method, "seed": seed}
     rows = [
-        {"dataset": dataset_name, "method": method, "metric": name, "value": mean, "std": std, "n": len(data)}
+        {**identity, "metric": name, "value": mean, "std": std, "n": len(data)}
         for name, (mean, std) in metrics.mean_std(runs).items()
     ]
     with atomic_path(output) as tmp:

@@ -159,6 +159,19 @@ def list_splits(path: str | os.PathLike) -> list[str]:
         return sorted(name for name, item in f.items() if isinstance(item, h5py.Group))
 
 
+MODEL_SPLITS = ("train", "test")  # what the models train and are scored on, and what labellers label
+JUDGE_SPLIT = "judge_train"  # optional extra clips the judge alone trains on (a generated dataset's)
+
+
+def model_splits(path: str | os.PathLike) -> list[str]:
+    return [split for split in list_splits(path) if split in MODEL_SPLITS]
+
+
+def judge_training_split(path: str | os.PathLike) -> str:
+    """The split a dataset's judge trains on: its own `judge_train` where the builder made one."""
+    return JUDGE_SPLIT if JUDGE_SPLIT in list_splits(path) else "train"
+
+
 def read_split(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
     """Load one split into memory (the first `limit` sequences when given)."""
     with _open(path) as f:

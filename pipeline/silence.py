@@ -30,7 +30,7 @@ def label_silence(*, dataset: str | os.PathLike, output: str | os.PathLike, thre
     if attrs.get("modality") != "audio":
         raise ValueError(f"{dataset} is not an audio dataset: silence labels need the rms_db of build_audio")
     labels = {}
-    for split in h5io.list_splits(dataset):
+    for split in h5io.model_splits(dataset):
         silent = silence_labels(h5io.read_split(dataset, split).trajectories["rms_db"], threshold_db)
         logger.info(
             "%s/%s: %.1f%% of %d frames silent", attrs["name"], split, 100 * silent.mean(), silent.size

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.download import SOURCES, verified_files
-from pipeline.h5io import Factor, write_dataset
+from pipeline.h5io import JUDGE_SPLIT, Factor, write_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -180,19 +180,26 @@ def build_smmnist(
     output: Path | str,
     train_sequences: int,
     test_sequences: int,
+    judge_train_sequences: int = 0,
     spec: MovingDigitsSpec = MovingDigitsSpec(),
     seed: int = 0,
     compression_level: int = 4,
 ) -> None:
-    """Generate SMMNIST's splits from the MNIST files in `mnist_dir` and write them to `output` (HDF5)."""
+    """Generate SMMNIST's splits from the MNIST files in `mnist_dir` and write them to `output` (HDF5).
+
+    `judge_train_sequences` > 0 adds the split `judge_train`: more clips of training digits, drawn from a
+    stream of their own, that only the judge trains on (a 90% judge needs more than the models' split)."""
     start = time.perf_counter()
-    train_seed, test_seed = np.random.SeedSequence(seed).spawn(2)
+    train_seed, test_seed, judge_seed = np.random.SeedSequence(seed).spawn(3)
+    plan = [("train", "train", train_sequences, train_seed), ("test", "test", test_sequences, test_seed)]
+    if judge_train_sequences > 0:
+        plan.append((JUDGE_SPLIT, "train", judge_train_sequences, judge_seed))
     splits = {}
-    for split, n, split_seed in (("train", train_sequences, train_seed), ("test", test_sequences, test_seed)):
-        images, labels = load_mnist(mnist_dir, split)
+    for split, digits, n, split_seed in plan:
+        images, labels = load_mnist(mnist_dir, digits)
         splits[split] = generate_split(images, labels, n, spec, np.random.default_rng(split_seed))
     elapsed = time.perf_counter() - start
-    total = train_sequences + test_sequences
+    total = train_sequences + test_sequences + judge_train_sequences
     logger.info("generated %d sequences in %.1f s (%.0f sequences/s)", total, elapsed, total / elapsed)
     factors = [
         Factor(f"digit_{chr(ord('a') + k)}", "static", DIGIT_CLASSES, group="digits")
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--train-sequences", type=int, default=5000)
     parser.add_argument("--test-sequences", type=int, default=1000)
+    parser.add_argument("--judge-train-sequences", type=int, default=0, help="clips for the judge alone")
     parser.add_argument("--frames", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -224,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         output=args.output,
         train_sequences=args.train_sequences,
         test_sequences=args.test_sequences,
+        judge_train_sequences=args.judge_train_sequences,
         spec=MovingDigitsSpec(frames=args.frames),
         seed=args.seed,
     )

@@ -6,16 +6,21 @@ published numbers; `table3` is speaker verification.
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
-from pipeline.evaluate import COLUMNS, HEADLINE, protocol_of
+from pipeline.evaluate import HEADLINE, protocol_of
 from pipeline.h5io import atomic_path
 from pipeline.verification import COLUMNS as VERIFICATION_COLUMNS
+
+logger = logging.getLogger(__name__)
 
 TITLES = {
     "table1": "Table 1 (S3VAE): generation scored by the judge",
     "dsprites": "Moving dSprites: generation scored by the judge",
 }
+TABLE_COLUMNS = ["dataset", "method", "metric", "value", "std", "seeds", "std_repeats", "n", "source"]
 
 
 def _cell(value: float, std: float) -> str:
@@ -36,8 +41,92 @@ def _direction_note(dataset: str) -> str:
     return "each metric averages the " + " and ".join(directions) + " directions (pipeline/evaluate.py)."
 
 
-def markdown_table(title: str, ours: pd.DataFrame, published: pd.DataFrame, judges: pd.DataFrame) -> str:
+def over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean and sample std (ddof 1; NaN for one seed) over training seeds of every `keys` group's `value`;
+    `std_repeats` is the mean of the per-seed std over prior samples, where the rows have one."""
+    grouped = per_seed.groupby(keys, sort=False)
+    table = grouped["value"].agg(value="mean", std="std", seeds="count").reset_index()
+    if "std" in per_seed:
+        table["std_repeats"] = grouped["std"].mean().to_numpy()
+    if "n" in per_seed:
+        table["n"] = grouped["n"].first().to_numpy()
+    return table
+
+
+def judge_verdicts(judges: pd.DataFrame, bars: dict[str, float]) -> dict[str, str]:
+    """{dataset: why its column is withheld} for each dataset whose judge has a head below its bar."""
+    withheld = {}
+    for dataset, heads in judges.groupby("dataset", sort=False):
+        bar = bars.get(dataset, 0.0)
+        weak = heads[heads["accuracy"] < bar]
+        if len(weak):
+            named = ", ".join(f"{r.head} {r.accuracy:.4f}" for r in weak.itertuples())
+            withheld[dataset] = (
+                f"the {dataset} judge is below its bar of {bar:.2f} on real test clips ({named}): its scores "
+                f"of generated clips would mean nothing. Train it better (config judge, "
+                f"results/judges/{dataset}/accuracy.csv) or lower judge.min_accuracy.{dataset}"
+            )
+    return withheld
+
+
+def supported_claims(ours: pd.DataFrame, metric: str = "Acc") -> list[str]:
+    """Pairs of rows whose `metric` differs by more than both rows' seed stds (the only claims we make)."""
+    rows = ours[ours["metric"] == metric].sort_values("value", ascending=False)
+    claims = []
+    for i, a in enumerate(rows.itertuples()):
+        for b in list(rows.itertuples())[i + 1 :]:
+            if pd.notna(a.std) and pd.notna(b.std) and a.value - b.value > max(a.std, b.std):
+                claims.append(f"{a.method} > {b.method} ({a.value:.4f} vs {b.value:.4f})")
+    return claims
+
+
+def diagnostics_lines(diagnostics: pd.DataFrame) -> list[str]:
+    """The ceiling and swap accuracies, the probe matrix and the final loss terms, mean over seeds."""
+    if diagnostics.empty:
+        return []
+    table = over_seeds(diagnostics, ["method", "diagnostic", "factor", "latent"])
+    lines = []
+    for diagnostic, title in (
+        ("ceiling", "judge on reconstructions (both posterior means kept): the ceiling of every Acc"),
+        ("swap", "judge on swaps (z_f of A, z_1:T of B): static heads against A, dynamic heads against B"),
+    ):
+        part = table[table["diagnostic"] == diagnostic]
+        factors = list(dict.fromkeys(part["factor"]))
+        rows = [
+            (method, {r.factor: _cell(r.value, r.std) for r in group.itertuples()})
+            for method, group in part.groupby("method", sort=False)
+        ]
+        lines += [f"#### {title}", ""] + _grid(factors, rows)
+    probes = table[table["diagnostic"] == "probe"].assign(column=lambda t: t["factor"] + " @ " + t["latent"])
+    rows = [
+        (method, {r.column: f"{r.value:.2f}" for r in group.itertuples()})
+        for method, group in probes.groupby("method", sort=False)
+    ]
+    lines += ["#### linear probes of the posterior means (factor @ latent)", ""]
+    lines += _grid(list(dict.fromkeys(probes["column"])), rows)
+    loss = table[table["diagnostic"] == "loss"]
+    rows = [
+        (method, {r.factor: f"{r.value:.4g}" for r in group.itertuples()})
+        for method, group in loss.groupby("method", sort=False)
+    ]
+    lines += ["#### loss terms per clip, last training epoch", ""] + _grid(
+        list(dict.fromkeys(loss["factor"])), rows
+    )
+    return lines
+
+
+def markdown_table(
+    title: str,
+    ours: pd.DataFrame,
+    published: pd.DataFrame,
+    judges: pd.DataFrame,
+    diagnostics: pd.DataFrame,
+    withheld: dict[str, str],
+    bars: dict[str, float],
+) -> str:
     lines = [f"# {title}", ""]
+    for dataset, reason in withheld.items():
+        lines += [f"## {dataset}: withheld", "", f"Not printed: {reason}.", ""]
     for dataset, rows in ours.groupby("dataset", sort=False):
         mine = [
             (f"ours: {method}", {r.metric: _cell(r.value, r.std) for r in part.itertuples()})
@@ -48,41 +137,74 @@ def markdown_table(title: str, ours: pd.DataFrame, published: pd.DataFrame, judg
             for method, part in published[published["dataset"] == dataset].groupby("method", sort=False)
         ]
         by_direction = [m for m in dict.fromkeys(rows["metric"]) if m not in HEADLINE]
-        n = int(rows["n"].iloc[0])
+        n, seeds = int(rows["n"].iloc[0]), int(rows["seeds"].min())
+        claims = supported_claims(rows)
         lines += [f"## {dataset}", ""] + _grid(list(HEADLINE), mine + theirs)
         lines += [
-            f"Ours: mean ± std over the repeats, {n} test clips each; {_direction_note(dataset)}",
+            f"Ours: mean ± sample std over {seeds} training seeds (each the mean over the repeats with fresh "
+            f"prior samples), {n} test clips; {_direction_note(dataset)}",
             "Published: labelled rows with their source in the CSV's source column." if theirs else "",
+            "Acc differences larger than both rows' seed std: "
+            + ("; ".join(claims) if claims else "none")
+            + ".",
             "",
             f"### {dataset}, by direction",
             "",
         ] + _grid(by_direction, mine)
+        part = diagnostics[diagnostics["dataset"] == dataset] if len(diagnostics) else diagnostics
+        if len(part):
+            lines += [f"### {dataset}, diagnostics (pipeline/diagnostics.py)", ""] + diagnostics_lines(part)
     lines += [
         "## Judge test accuracy (real clips)",
         "",
-        "| dataset | head | accuracy | n |",
-        "|---|---|---|---|",
+        "| dataset | head | accuracy | bar | n |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {r.dataset} | {r.head} | {r.accuracy:.4f} | {r.n} |" for r in judges.itertuples()]
+    lines += [
+        f"| {r.dataset} | {r.head} | {r.accuracy:.4f} | {bars.get(r.dataset, 0.0):.2f} | {r.n} |"
+        for r in judges.itertuples()
+    ]
     return "\n".join(lines) + "\n"
 
 
+def _concat(paths: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
+
+
 def make_table(
-    *, table: str, metrics: list[str], judges: list[str], published: str, output_csv: str, output_md: str
+    *,
+    table: str,
+    metrics: list[str],
+    judges: list[str],
+    published: str,
+    output_csv: str,
+    output_md: str,
+    diagnostics: list[str] = (),
+    judge_bars: dict[str, float] | None = None,
 ) -> None:
-    """Concatenate per-model metric files; add the published rows labelled as such."""
-    ours = pd.concat([pd.read_csv(path) for path in metrics], ignore_index=True)
-    ours["source"] = "seqdis"
+    """Our rows (mean and std over training seeds of the per-seed metric files) beside the published ones;
+    a dataset whose judge is below its bar (`judge_bars`, per dataset) is withheld, with the reason."""
+    bars = dict(judge_bars or {})
+    judge_table = _concat(judges)
+    withheld = judge_verdicts(judge_table, bars)
+    for dataset, reason in withheld.items():
+        logger.warning("withholding %s: %s", dataset, reason)
+    per_seed = _concat(metrics)
+    per_seed = per_seed[~per_seed["dataset"].isin(withheld)]
+    ours = over_seeds(per_seed, ["dataset", "method", "metric"]).assign(source="seqdis")
     reference = pd.read_csv(published)
     reference = reference[reference["dataset"].isin(ours["dataset"].unique())]
-    reference = reference.assign(method="published: " + reference["method"], std=float("nan"), n=pd.NA)
-    rows = pd.concat([ours, reference[COLUMNS + ["source"]]], ignore_index=True)
-    judge_table = pd.concat([pd.read_csv(path) for path in judges], ignore_index=True)
+    labelled = reference.assign(method="published: " + reference["method"], std=float("nan"), n=pd.NA)
+    rows = pd.concat([ours, labelled], ignore_index=True).reindex(columns=TABLE_COLUMNS)
     with atomic_path(output_csv) as tmp:
         rows.to_csv(tmp, index=False)
-    published_rows = reference.assign(method=reference["method"].str.removeprefix("published: "))
+    diagnostic_rows = _concat(list(diagnostics))
+    if len(diagnostic_rows):
+        diagnostic_rows = diagnostic_rows[~diagnostic_rows["dataset"].isin(withheld)]
     with atomic_path(output_md) as tmp:
-        tmp.write_text(markdown_table(TITLES[table], ours, published_rows, judge_table))
+        tmp.write_text(
+            markdown_table(TITLES[table], ours, reference, judge_table, diagnostic_rows, withheld, bars)
+        )
 
 
 def markdown_table3(table: pd.DataFrame) -> str:
@@ -131,8 +253,10 @@ def markdown_dsvae_table1(table: pd.DataFrame) -> str:
             for attribute, group in rows.groupby("attribute", sort=False)
         ]
         lines += _grid(metrics, grid, first="attribute")
+    seeds = int(table["seeds"].min()) if len(table) else 0
     lines.append(
-        f"Mean ± std over the repeats, {n} test clips each. A static attribute's recon keeps f and draws "
-        "z_1:T from the prior; the dynamic one keeps z_1:T and draws f. Definitions: pipeline/dsvae_study.py."
+        f"Mean ± sample std over {seeds} training seeds (each the mean over the repeats), {n} test clips. A "
+        "static attribute's recon keeps f and draws z_1:T from the prior; the dynamic one keeps z_1:T and "
+        "draws f. Definitions: pipeline/dsvae_study.py."
     )
     return "\n".join(lines) + "\n"

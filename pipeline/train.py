@@ -48,59 +48,55 @@ def variant_of(config: dict, method: str) -> tuple[str, dict]:
     return settings.pop("family", "s3vae"), settings
 
 
-def _frame_architecture(config: dict, frame_shape) -> dict:
+def _frame_architecture(config: dict, attrs: dict) -> dict:
     """What every family takes from the data and the shared `model` section: frame size and conv widths."""
-    T, H, W, C = (int(v) for v in frame_shape)
+    T, H, W, C = (int(v) for v in attrs["frame_shape"])
     return {"in_channels": C, "image_size": H, "conv_channels": tuple(config["model"]["conv_channels"])}
 
 
-def _vae_architecture(config: dict, settings: dict, frame_shape) -> dict:
-    """The shared `model` section for a VAE family, overridden by the variant's own settings."""
+def _vae_architecture(config: dict, settings: dict, attrs: dict) -> dict:
+    """The shared `model` section for a VAE family, overridden by the variant's own settings. The frame
+    likelihood is the dataset's (`model.likelihood`), so that a table's rows differ in their model, not in
+    their likelihood, unless a variant sets its own."""
     part = config["model"]
     shared = {
-        **_frame_architecture(config, frame_shape),
+        **_frame_architecture(config, attrs),
         "frame_dim": part["frame_dim"],
         "hidden_dim": part["hidden_dim"],
         "static_dim": part["static_dim"],
         "dynamic_dim": part["dynamic_dim"],
+        "likelihood": part["likelihood"].get(str(attrs["name"]), "gaussian"),
+        "pixel_sigma": part["pixel_sigma"],
     }
     return {**shared, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}}
 
 
-def s3vae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.S3VAEConfig:
+def s3vae_config(config: dict, settings: dict, data: ClipSet, attrs: dict) -> models.S3VAEConfig:
     """An S3VAE row: shared architecture plus the variant's regulariser weights."""
     label_heads = heads.judge_heads(data.factors)
     grid = config["flow"]["grid"]
     return models.S3VAEConfig(
-        **_vae_architecture(config, {}, frame_shape),
         dfp_classes=grid * grid,
         static_classes={h.name: h.n_classes for h in label_heads if h.kind == "static"},
         dynamic_classes={h.name: h.n_classes for h in label_heads if h.kind == "dynamic"},
         dynamic_regression={name: data.targets[name][0, 0].numel() for name in data.trajectories},
-        **settings,
+        **_vae_architecture(config, settings, attrs),
     )
 
 
-# S3VAE's summed squared error unless a variant says otherwise, so that Table 1's rows differ in their
-# model, not in their likelihood
-DEFAULT_LIKELIHOOD = {"likelihood": "gaussian"}
-
-
-def dsvae_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.DSVAEConfig:
+def dsvae_config(config: dict, settings: dict, data: ClipSet, attrs: dict) -> models.DSVAEConfig:
     """A DSVAE row (factorised or full q; stochastic or LSTM-f / LSTM-c dynamics)."""
-    return models.DSVAEConfig(**{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)})
+    return models.DSVAEConfig(**_vae_architecture(config, settings, attrs))
 
 
-def unordered_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.UnorderedConfig:
+def unordered_config(config: dict, settings: dict, data: ClipSet, attrs: dict) -> models.UnorderedConfig:
     """The unordered-frames model (Helminger et al.): the shared architecture, z of the variant's size."""
-    return models.UnorderedConfig(
-        **{**DEFAULT_LIKELIHOOD, **_vae_architecture(config, settings, frame_shape)}
-    )
+    return models.UnorderedConfig(**_vae_architecture(config, settings, attrs))
 
 
-def mocogan_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> models.MoCoGANConfig:
+def mocogan_config(config: dict, settings: dict, data: ClipSet, attrs: dict) -> models.MoCoGANConfig:
     """MoCoGAN: the shared conv widths for G_I, D_I and D_V; code sizes from the variant (50, 10, 10)."""
-    frame = _frame_architecture(config, frame_shape)
+    frame = _frame_architecture(config, attrs)
     channels = frame.pop("conv_channels")
     return models.MoCoGANConfig(
         **frame, generator_channels=channels, discriminator_channels=channels, **settings
@@ -109,16 +105,17 @@ def mocogan_config(config: dict, settings: dict, data: ClipSet, frame_shape) -> 
 
 @dataclass(frozen=True)
 class Family:
-    build_config: Callable[[dict, dict, ClipSet, tuple], object]
+    build_config: Callable[[dict, dict, ClipSet, dict], object]  # (config, variant, data, dataset attrs)
     adversarial: bool = False  # trained by `fit_gan`, else by `fit` on the family's negative ELBO
     flow_labels: bool = False  # trains on the optical-flow pseudo labels (S3VAE's DFP term)
+    encoder: bool = True  # has a posterior q(z_f, z_1:T | x) to keep latents of real clips from
 
 
 FAMILIES = {
     "s3vae": Family(s3vae_config, flow_labels=True),
     "dsvae": Family(dsvae_config),
     "unordered": Family(unordered_config),
-    "mocogan": Family(mocogan_config, adversarial=True),
+    "mocogan": Family(mocogan_config, adversarial=True, encoder=False),
 }
 
 
@@ -126,8 +123,18 @@ def family_of(config: dict, method: str) -> Family:
     return FAMILIES[variant_of(config, method)[0]]
 
 
-def _settings(config: dict, part: dict) -> TrainSettings:
-    """Training settings from one config section (`train`, `judge`, `audio/train`) and the global keys."""
+def build_model(config: dict, method: str, train_set: ClipSet, attrs: dict) -> tuple[str, nn.Module]:
+    """(family name, untrained model) of row `method` for a dataset with root attributes `attrs`."""
+    family_name, settings = variant_of(config, method)
+    model_config = FAMILIES[family_name].build_config(config, settings, train_set, attrs)
+    return family_name, models.FAMILIES[family_name][1](model_config)
+
+
+def train_settings(config: dict, part: dict, training_seed: int = 0) -> TrainSettings:
+    """Training settings from one config section (`train`, `judge`, `audio/train`) and the global keys.
+
+    `training_seed` k (0 .. train.seeds - 1) trains with seed `seed + k`: the k-th of a row's repeated
+    trainings, each from its own initialisation, data order and noise."""
     device = resolve_device(config["device"])
     return TrainSettings(
         epochs=part["epochs"],
@@ -136,7 +143,9 @@ def _settings(config: dict, part: dict) -> TrainSettings:
         bf16=resolve_bf16(part["bf16"], device),
         compile=part.get("compile", False),
         device=device,
-        seed=config["seed"],
+        seed=config["seed"] + training_seed,
+        lr_schedule=part["lr_schedule"],
+        lr_floor=part["lr_floor"],
     )
 
 
@@ -181,26 +190,28 @@ def vae_loss_fn(train_set: ClipSet):
     return loss_fn
 
 
-def train_model(*, dataset: str, output: str, config: dict, method: str, labels: str | None = None) -> None:
-    """Train `method` (a `variants` entry of any family) on `dataset`; write the model to `output`.
+def train_model(
+    *, dataset: str, output: str, config: dict, method: str, seed: int = 0, labels: str | None = None
+) -> None:
+    """Train `method` (a `variants` entry of any family) on `dataset` with training seed `seed` (see
+    `_settings`); write the model to `output`.
 
     S3VAE rows also read the flow labels (`labels`). The run directory beside `output` keeps the
     resumable checkpoint, metrics.csv and TensorBoard logs.
     """
-    torch.manual_seed(config["seed"])
-    family_name, settings = variant_of(config, method)
+    torch.manual_seed(config["seed"] + seed)
+    family_name = variant_of(config, method)[0]
     family = FAMILIES[family_name]
     if family.flow_labels and labels is None:
         raise ValueError(f"{method} ({family_name}) trains on flow labels: pass labels= (results/labels/...)")
     train_set = load_clips(dataset, "train", labels=labels, limit=config["train"]["max_sequences"])
     test_set = load_clips(dataset, "test", labels=labels, limit=config["evaluate"]["max_sequences"])
-    model_config = family.build_config(config, settings, train_set, h5io.read_attrs(dataset)["frame_shape"])
-    model = models.FAMILIES[family_name][1](model_config)
-    logger.info("training %s (%s) on %d clips: %s", method, family_name, len(train_set), model_config)
+    family_name, model = build_model(config, method, train_set, h5io.read_attrs(dataset))
+    logger.info("training %s (%s) on %d clips: %s", method, family_name, len(train_set), model.config)
     loss_fn = None if family.adversarial else vae_loss_fn(train_set)
     epochs = config["variants"][method].get("epochs") or config["train"]["epochs"]
-    train_settings = dataclasses.replace(_settings(config, config["train"]), epochs=epochs)
-    fit_and_save(model, family_name, loss_fn, train_set, test_set, train_settings, output)
+    settings = dataclasses.replace(train_settings(config, config["train"], seed), epochs=epochs)
+    fit_and_save(model, family_name, loss_fn, train_set, test_set, settings, output)
 
 
 def audio_model(config: dict, method: str, dim: int, train_set: ClipSet, feature_dim: int, T: int):
@@ -263,7 +274,7 @@ def train_audio_model(*, dataset: str, labels: str, output: str, config: dict, m
 
     logger.info("training %s (%d-d latents) on %d segments: %s", method, dim, n_train, model.config)
     fit_and_save(
-        model, family, loss_fn, train_set, test_set, _settings(config, config["audio"]["train"]), output
+        model, family, loss_fn, train_set, test_set, train_settings(config, config["audio"]["train"]), output
     )
 
 
@@ -295,9 +306,10 @@ def judge_accuracy(
 
 
 def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> None:
-    """Train the judge on the real training split; write it and its per-head test accuracy (CSV)."""
+    """Train the judge on the real training clips (the dataset's `judge_train` split where it has one);
+    write it and its per-head test accuracy (CSV)."""
     torch.manual_seed(config["seed"])
-    train_set = load_clips(dataset, "train")
+    train_set = load_clips(dataset, h5io.judge_training_split(dataset))
     test_set = load_clips(dataset, "test")
     T, H, W, C = (int(v) for v in h5io.read_attrs(dataset)["frame_shape"])
     part = config["judge"]
@@ -310,7 +322,7 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
         heads={h.name: h.n_classes for h in heads.judge_heads(train_set.factors)},
     )
     judge = models.Judge(judge_config)
-    settings = _settings(config, config["judge"])
+    settings = train_settings(config, config["judge"])
     loss = judge_loss_fn(heads.judge_heads(train_set.factors))
     fit_and_save(judge, "judge", loss, train_set, test_set, settings, output)
     judge.eval()

@@ -100,6 +100,7 @@ def test_evaluate_dynamics_writes_one_row_per_model_and_missing_count(bouncing, 
     evaluate_dynamics(
         models=paths,
         methods=["stochastic", "lstm_c"],
+        seeds=[0, 0],
         dataset=str(bouncing),
         output_csv=str(csv),
         output_png=str(png),
@@ -122,6 +123,7 @@ def test_make_dsvae_table1_rows(bouncing, tmp_path):
     make_dsvae_table1(
         models=[str(tmp_path / "dsvae.pt")],
         methods=["dsvae"],
+        seeds=[0],
         judge=str(tmp_path / "judge.pt"),
         dataset=str(bouncing),
         output=str(output),

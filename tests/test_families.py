@@ -50,7 +50,8 @@ def test_each_family_builds_its_config_from_the_shared_model_section(tiny_data, 
     config = family_config()
     family_name, settings = variant_of(config, method)
     data = load_clips(tiny_data[0], "train")
-    built = FAMILIES[family_name].build_config(config, settings, data, (T, SIZE, SIZE, 3))
+    attrs = {"name": "tiny", "frame_shape": (T, SIZE, SIZE, 3)}
+    built = FAMILIES[family_name].build_config(config, settings, data, attrs)
     assert isinstance(built, config_class)
     assert (built.in_channels, built.image_size) == (3, SIZE)
     shared = config["model"]

@@ -9,20 +9,49 @@ TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
 UNORDERED_METHODS = [
     m for m in config["methods"] if variant_of(config, m)[0] == "unordered"
 ]
+SEEDS = list(
+    range(config["train"]["seeds"])
+)  # training seeds of every row (seed0 draws the figures)
 
 
 wildcard_constraints:
     dataset="[a-z0-9]+",
     method="[a-z0-9_]+",
     source="[a-z0-9-]+",
+    seed="[0-9]+",
     table="|".join(TABLE_DATASETS),
 
 
 def metrics_of_table(wildcards):
     return expand(
-        "results/metrics/{dataset}/{method}.csv",
+        "results/metrics/{dataset}/{method}/seed{seed}.csv",
         dataset=TABLE_DATASETS[wildcards.table],
         method=config["methods"],
+        seed=SEEDS,
+    )
+
+
+def trained_models(dataset, methods):
+    """Every trained model of `methods` on `dataset`: (method, seed, model path), seeds inner."""
+    return [
+        (m, seed, f"results/models/{dataset}/{m}/seed{seed}/model.pt")
+        for m in methods
+        for seed in SEEDS
+    ]
+
+
+# (method, seed, path) of the models DSVAE's two studies read
+DSVAE_TABLE1_MODELS = trained_models("sprites", config["dsvae_table1_methods"])
+DYNAMICS_MODELS = trained_models("bouncing", config["dynamics_methods"])
+
+
+def diagnostics_of_table(wildcards):
+    """The diagnostics of every row that has an encoder (MoCoGAN has no posterior to probe)."""
+    return expand(
+        "results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv",
+        dataset=TABLE_DATASETS[wildcards.table],
+        method=[m for m in config["methods"] if family_of(config, m).encoder],
+        seed=SEEDS,
     )
 
 

@@ -1,10 +1,7 @@
 rule make_dsvae_table1:
     """DSVAE's own Sprites table: judge disagreement and KL of attribute marginals of each DSVAE variant."""
     input:
-        models=expand(
-            "results/models/sprites/{method}/model.pt",
-            method=config["dsvae_table1_methods"],
-        ),
+        models=[path for _, _, path in DSVAE_TABLE1_MODELS],
         judge="results/judges/sprites/judge.pt",
         dataset="results/data/sprites.h5",
     output:
@@ -21,7 +18,8 @@ rule make_dsvae_table1:
         mem_mb=8000,
         gpu=1,
     params:
-        methods=config["dsvae_table1_methods"],
+        methods=[method for method, _, _ in DSVAE_TABLE1_MODELS],
+        seeds=[seed for _, seed, _ in DSVAE_TABLE1_MODELS],
         evaluate=config["evaluate"],
     script:
         "../scripts/make_dsvae_table1.py"
@@ -30,10 +28,7 @@ rule make_dsvae_table1:
 rule evaluate_dynamics:
     """DSVAE Fig. 8: wrong pixels of reconstruction and imputation against missing frames, bouncing balls."""
     input:
-        models=expand(
-            "results/models/bouncing/{method}/model.pt",
-            method=config["dynamics_methods"],
-        ),
+        models=[path for _, _, path in DYNAMICS_MODELS],
         dataset="results/data/bouncing.h5",
     output:
         csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
@@ -49,7 +44,8 @@ rule evaluate_dynamics:
         mem_mb=8000,
         gpu=1,
     params:
-        methods=config["dynamics_methods"],
+        methods=[method for method, _, _ in DYNAMICS_MODELS],
+        seeds=[seed for _, seed, _ in DYNAMICS_MODELS],
         evaluate=config["evaluate"],
     script:
         "../scripts/evaluate_dynamics.py"

@@ -2,6 +2,7 @@ rule make_table:
     """A results table (table1: Sprites and SMMNIST; dsprites): every model's metrics, judge accuracy, published rows."""
     input:
         metrics=metrics_of_table,
+        diagnostics=diagnostics_of_table,
         judges=judge_accuracies_of_table,
         published="workflow/published/{table}.csv",
     output:
@@ -13,5 +14,7 @@ rule make_table:
     conda:
         "../../envs/report.yaml"
     threads: 1
+    params:
+        judge_bars=config["judge"]["min_accuracy"],
     script:
         "../scripts/make_table.py"

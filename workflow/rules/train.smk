@@ -22,15 +22,15 @@ rule train_judge:
 
 
 rule train_model:
-    """Train one variant of any family (a table row); resumes from run/checkpoint.pt when rerun."""
+    """Train one variant of any family (a table row) with one training seed; resumes from run/checkpoint.pt."""
     input:
         unpack(training_inputs),
     output:
-        "results/models/{dataset}/{method}/model.pt",
+        "results/models/{dataset}/{method}/seed{seed}/model.pt",
     log:
-        "logs/train_model/{dataset}_{method}.log",
+        "logs/train_model/{dataset}_{method}_seed{seed}.log",
     benchmark:
-        "benchmarks/train_model/{dataset}_{method}.tsv"
+        "benchmarks/train_model/{dataset}_{method}_seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]
@@ -41,5 +41,6 @@ rule train_model:
         model=config["model"],
         train=config["train"],
         variant=variant_settings,
+        seed=config["seed"],
     script:
         "../scripts/train_model.py"

@@ -11,6 +11,7 @@ run_stage(
     output=snakemake.output[0],
     train_sequences=part["train_sequences"],
     test_sequences=part["test_sequences"],
+    judge_train_sequences=part["judge_train_sequences"],
     spec=MovingDigitsSpec(frames=part["frames"]),
     seed=snakemake.params.seed,
 )

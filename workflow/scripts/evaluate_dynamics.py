@@ -6,6 +6,7 @@ run_stage(
     evaluate_dynamics,
     models=list(snakemake.input.models),
     methods=list(snakemake.params.methods),
+    seeds=[int(seed) for seed in snakemake.params.seeds],
     dataset=snakemake.input.dataset,
     output_csv=snakemake.output.csv,
     output_png=snakemake.output.png,

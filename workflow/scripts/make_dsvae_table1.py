@@ -6,6 +6,7 @@ run_stage(
     make_dsvae_table1,
     models=list(snakemake.input.models),
     methods=list(snakemake.params.methods),
+    seeds=[int(seed) for seed in snakemake.params.seeds],
     judge=snakemake.input.judge,
     dataset=snakemake.input.dataset,
     output=snakemake.output.csv,

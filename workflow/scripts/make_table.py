@@ -7,6 +7,8 @@ run_stage(
     table=snakemake.wildcards.table,
     metrics=list(snakemake.input.metrics),
     judges=list(snakemake.input.judges),
+    diagnostics=list(snakemake.input.diagnostics),
+    judge_bars=snakemake.params.judge_bars,
     published=snakemake.input.published,
     output_csv=snakemake.output.csv,
     output_md=snakemake.output.md,

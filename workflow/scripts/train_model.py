@@ -9,4 +9,5 @@ run_stage(
     output=snakemake.output[0],
     config=snakemake.config,
     method=snakemake.wildcards.method,
+    seed=int(snakemake.wildcards.seed),
 )

@@ -1,0 +1,15 @@
+from pipeline.diagnostics import diagnose_model
+from pipeline.stage import run_stage
+
+run_stage(
+    snakemake,
+    diagnose_model,
+    model=snakemake.input.model,
+    judge=snakemake.input.judge,
+    dataset=snakemake.input.dataset,
+    output_csv=snakemake.output.csv,
+    output_png=snakemake.output.png,
+    config=snakemake.config,
+    method=snakemake.wildcards.method,
+    seed=int(snakemake.wildcards.seed),
+)
