@@ -1,0 +1,176 @@
+"""What a training budget buys: Table 1 Acc in both directions against training epochs, per row.
+
+    python benchmarks/quality_curve.py                                   # Sprites, quick preset
+    python benchmarks/quality_curve.py --methods baseline,full --epochs 1,2,4,8 --seeds 2
+    python benchmarks/quality_curve.py --preset smoke --dataset dsprites --epochs 1,2   # a test-sized run
+
+Each row trains once per seed for the largest epoch count, through `pipeline.training.fit` at the preset's
+sizes, and is scored by the workflow's judge with `pipeline.evaluate.table1_runs` after each listed epoch.
+With `train.lr_schedule: constant` (the presets' setting) the model after k epochs is exactly the one a
+k-epoch run trains (each epoch is seeded from the seed and its number), so one run gives the whole curve;
+with a cosine schedule it is not, and the script says so. Writes `quality_curve.csv` and `.png` to
+`--output` and prints the table. It reads the dataset, its flow labels and its judge from `results/`: build
+them first with `snakemake --cores 2 results/judges/DATASET/judge.pt results/labels/DATASET/flow.h5
+--config preset=PRESET mirror=...` (the script names the command when they are missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline import h5io  # noqa: E402
+from pipeline.config import load  # noqa: E402
+from pipeline.data import load_clips  # noqa: E402
+from pipeline.evaluate import protocol_of, table1_runs  # noqa: E402
+from pipeline.train import build_model, family_of, load_model, train_settings, vae_loss_fn  # noqa: E402
+from pipeline.training import fit  # noqa: E402
+
+COLUMNS = ["dataset", "method", "seed", "epochs", "metric", "value", "seconds"]
+CURVE_METRICS = ("Acc", "Acc/fixed_dynamics", "Acc/fixed_static")
+
+
+def required_files(dataset: str) -> dict[str, Path]:
+    return {
+        "dataset": ROOT / f"results/data/{dataset}.h5",
+        "labels": ROOT / f"results/labels/{dataset}/flow.h5",
+        "judge": ROOT / f"results/judges/{dataset}/judge.pt",
+    }
+
+
+def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epochs: list[int], run_dir: Path):
+    """Train `method` with training seed `seed` for max(epochs) epochs; score it after each listed epoch."""
+    torch.manual_seed(config["seed"] + seed)
+    labels = str(files["labels"]) if family_of(config, method).flow_labels else None
+    train_set = load_clips(files["dataset"], "train", labels=labels, limit=config["train"]["max_sequences"])
+    test_set = load_clips(files["dataset"], "test", labels=labels, limit=config["evaluate"]["max_sequences"])
+    attrs = h5io.read_attrs(files["dataset"])
+    _, model = build_model(config, method, train_set, attrs)
+    settings = dataclasses.replace(train_settings(config, config["train"], seed), epochs=max(epochs))
+    judge = load_model(files["judge"], settings.device)
+    protocol = protocol_of(str(attrs["name"]))
+    rows, started = [], time.perf_counter()
+
+    def score(done: int) -> None:
+        if done not in epochs:
+            return
+        model.eval()
+        runs = table1_runs(
+            model,
+            judge,
+            test_set,
+            protocol,
+            evaluate=config["evaluate"],
+            device=settings.device,
+            bf16=settings.bf16,
+            seed=config["seed"] + seed,
+        )
+        model.train()
+        seconds = time.perf_counter() - started
+        for metric in CURVE_METRICS:
+            if metric in runs[0]:
+                value = float(np.mean([r[metric] for r in runs]))
+                rows.append([attrs["name"], method, seed, done, metric, value, seconds])
+        acc = np.mean([r["Acc"] for r in runs])
+        print(f"{method} seed {seed}, {done} epochs ({seconds:.0f} s): Acc {acc:.3f}", flush=True)
+
+    fit(
+        model=model,
+        loss_fn=vae_loss_fn(train_set),
+        train_set=train_set,
+        test_set=test_set,
+        settings=settings,
+        run_dir=run_dir / f"{method}_seed{seed}",
+        run_config={"method": method, "seed": seed, "epochs": max(epochs), "model": repr(model.config)},
+        after_epoch=score,
+    )
+    return rows
+
+
+def plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=110, sharey=True)
+    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
+        part = table[table["metric"] == metric]
+        for method, rows in part.groupby("method", sort=False):
+            stats = rows.groupby("epochs")["value"].agg(["mean", "std"]).reset_index()
+            (line,) = ax.plot(stats["epochs"], stats["mean"], marker="o", label=method)
+            spread = stats["std"].fillna(0.0)
+            ax.fill_between(
+                stats["epochs"],
+                stats["mean"] - spread,
+                stats["mean"] + spread,
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training epochs")
+        ax.set_title(metric, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("judge accuracy")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="quick", help="the sizes to train at (workflow/presets)")
+    parser.add_argument("--dataset", default="sprites", help="a dataset built by the workflow")
+    parser.add_argument("--methods", default="baseline,full,full_swap", help="rows of config variants")
+    parser.add_argument("--epochs", default="1,2,4,8,16", help="epoch counts to score at")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per row")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=str(ROOT / "results/benchmarks/quality_curve"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    config = load(overrides={"preset": args.preset})
+    files = required_files(args.dataset)
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        sys.exit(
+            f"missing {', '.join(missing)}: build them first with `snakemake --cores 2 "
+            f"results/judges/{args.dataset}/judge.pt results/labels/{args.dataset}/flow.h5 "
+            f"--config preset={args.preset} mirror=../shared/data`"
+        )
+    if config["train"]["lr_schedule"] != "constant":
+        print("note: train.lr_schedule is not constant: the point at k epochs is not a k-epoch training")
+    epochs = sorted({int(e) for e in args.epochs.split(",")})
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in args.methods.split(","):
+        for seed in range(args.seeds):
+            rows += curve_of(config, method, seed, files, epochs, output / "runs")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.to_csv(output / "quality_curve.csv", index=False)
+    plot(
+        table,
+        output / "quality_curve.png",
+        f"{args.dataset}, preset {args.preset}: Acc against training epochs",
+    )
+    summary = table.pivot_table(index=["method", "epochs"], columns="metric", values="value", aggfunc="mean")
+    print(summary.round(3).to_string())
+    print(f"wrote {output / 'quality_curve.csv'} and {output / 'quality_curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
