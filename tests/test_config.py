@@ -125,3 +125,40 @@ def test_merge_does_not_mutate_its_inputs():
 def test_resolve_device():
     assert cfg.resolve_device("cpu") == "cpu"
     assert cfg.resolve_device("auto") in {"cpu", "cuda"}
+
+
+def test_nested_command_line_strings_are_read_by_the_schema_types():
+    """Snakemake passes `--config train='{epochs: 3}'` as {"epochs": "3"}: the schema's types decide."""
+    config = load(
+        overrides={
+            "train": {"epochs": "3", "bf16": "false", "lr": "1e-3", "max_sequences": "null"},
+            "evaluate": {"repeats": "2"},
+            "judge": {"bf16": "auto"},
+            "model": {"conv_channels": ["8", "16"]},
+            "variants": {"dsvae": {"dynamic_dim": "8"}},
+        }
+    )
+    assert config["train"]["epochs"] == 3 and config["evaluate"]["repeats"] == 2
+    assert config["train"]["bf16"] is False and config["judge"]["bf16"] == "auto"
+    assert config["train"]["lr"] == 0.001 and config["train"]["max_sequences"] is None
+    assert config["model"]["conv_channels"] == [8, 16]
+    assert config["variants"]["dsvae"]["dynamic_dim"] == 8
+    assert config["seed"] == 0 and config["device"] == "auto"  # strings the schema wants stay strings
+
+
+def test_coercion_leaves_values_the_schema_accepts():
+    config = cfg.coerce({"preset": "smoke", "device": "cpu", "train": {"epochs": 3}})
+    assert config == {"preset": "smoke", "device": "cpu", "train": {"epochs": 3}}
+
+
+def test_a_missing_mirror_names_the_key_the_path_and_the_fix():
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"mirror": "/nonexistent/dir"})
+    message = str(err.value)
+    assert "mirror /nonexistent/dir is not a folder" in message
+    assert "--config mirror=../shared/data" in message and "mirror: null" in message
+
+
+def test_an_existing_mirror_is_accepted(tmp_path):
+    assert load(overrides={"mirror": str(tmp_path)})["mirror"] == str(tmp_path)
+
