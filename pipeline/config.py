@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -147,6 +148,45 @@ def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "conf
 
 def load(path: str | os.PathLike = ROOT / "config.yaml", overrides: Mapping | None = None) -> dict:
     return resolve(_load_yaml(Path(path)), overrides, source=str(path))
+
+
+_PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+")
+PROFILE_HINT = "workflow/profiles/slurm/profile.yaml"
+
+
+def profile_placeholders(resource_settings) -> list[str]:
+    """Every `default-resources` / `set-resources` entry of the profile still holding a YOUR_... value.
+
+    `resource_settings` is the Snakefile's `workflow.resource_settings`: `default_resources.args` lists
+    `name=value` strings, `overwrite_resources` maps rule -> name -> Resource (its `raw` value).
+    """
+    found = [
+        f"default-resources {arg}"
+        for arg in getattr(resource_settings.default_resources, "args", None) or []
+        if _PLACEHOLDER.search(str(arg))
+    ]
+    for rule, resources in (resource_settings.overwrite_resources or {}).items():
+        for name, resource in resources.items():
+            raw = getattr(resource, "raw", resource)
+            if isinstance(raw, str) and _PLACEHOLDER.search(raw):
+                found.append(f"set-resources {rule}: {name}={raw}")
+    return found
+
+
+def check_profile(resource_settings, *, dryrun: bool) -> str | None:
+    """Stop a real run whose profile keeps placeholders; a dry run gets the message back, to warn."""
+    found = profile_placeholders(resource_settings)
+    if not found:
+        return None
+    names = sorted({entry.split(" ", 1)[1].split(": ")[-1].split("=")[0] for entry in found})
+    message = (
+        f"the profile leaves {'; '.join(found)}: fill in {', '.join(names)} for your cluster in "
+        f"{PROFILE_HINT} (or in the profile you passed; `sinfo -s` lists the partitions, "
+        "`sacctmgr show assoc user=$USER` your accounts)"
+    )
+    if dryrun:
+        return message
+    raise ConfigError(message)
 
 
 def fast_bf16(device: str) -> bool:
