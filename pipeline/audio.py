@@ -35,6 +35,7 @@ import numpy as np
 import soundfile
 
 from pipeline import h5io
+from pipeline.download import refetch_hint
 from pipeline.sphere import read_sphere
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,10 @@ def fsdd_utterances(root: str | os.PathLike) -> Iterator[Utterance]:
         if match is None:
             raise ValueError(f"{path}: not an FSDD name ({{digit}}_{{speaker}}_{{index}}.wav)")
         digit, speaker, index = match.groups()
-        samples, rate = soundfile.read(path, dtype="float32")
+        try:
+            samples, rate = soundfile.read(path, dtype="float32")
+        except (RuntimeError, OSError) as err:  # soundfile.LibsndfileError is a RuntimeError
+            raise ValueError(f"{path} is not a readable WAV file ({err}): {refetch_hint(root)}") from err
         split = "test" if int(index) in FSDD_TEST_INDICES else "train"
         yield Utterance(f"{speaker}_{digit}_{index}", split, speaker, {"digit": digit}, samples, rate)
 
