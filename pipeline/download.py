@@ -13,7 +13,6 @@ fails the hash check like any corrupt download.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import logging
@@ -336,15 +335,7 @@ def verify_files(sums: Path | str, paths: Iterable[str] | None = None) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=fetch_source.__doc__)
-    parser.add_argument("--source", required=True, choices=sorted(SOURCES))
-    parser.add_argument("--dest", required=True, type=Path)
-    parser.add_argument("--mirror", type=Path, default=None, help="folder holding <source>/<path> copies")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fetch_source(source=args.source, dest=args.dest, mirror=args.mirror)
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(fetch_source)

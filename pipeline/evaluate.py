@@ -190,3 +190,9 @@ def evaluate_model(*, model: str, judge: str, dataset: str, output: str, config:
     ]
     with atomic_path(output) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(evaluate_model)

@@ -17,7 +17,6 @@ computes it on whole stacks of frames at once.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -292,25 +291,7 @@ def build_sprites(
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_sprites.__doc__)
-    parser.add_argument("--sheets-dir", required=True, type=Path)
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--seed", type=int, default=423)
-    parser.add_argument("--train-characters", type=int, default=N_TRAIN)
-    parser.add_argument("--test-characters", type=int, default=N_CHARACTERS - N_TRAIN)
-    parser.add_argument("--compression-level", type=int, default=4)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_sprites(
-        sheets_dir=args.sheets_dir,
-        output=args.output,
-        seed=args.seed,
-        train_characters=args.train_characters,
-        test_characters=args.test_characters,
-        compression_level=args.compression_level,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_sprites)
