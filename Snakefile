@@ -16,9 +16,10 @@
 #   tables/dsvae_table1.csv             DSVAE's Sprites table (its Table 1)
 #   tables/dsvae_dynamics.csv, .png     DSVAE section 4.3 on results/data/bouncing.h5 (its Fig. 8)
 # resources/{source}/                   downloaded (or mirrored) raw files, checked by sha256
+from snakemake.logging import logger
 from snakemake.utils import min_version
 
-from pipeline.config import resolve
+from pipeline.config import check_profile, resolve
 
 min_version("9.20")
 
@@ -32,6 +33,12 @@ _resolved = resolve(
 )
 config.clear()
 config.update(_resolved)
+# A profile's YOUR_PARTITION / YOUR_ACCOUNT placeholders stop a real run here; a dry run warns.
+_unfilled = check_profile(
+    workflow.resource_settings, dryrun=workflow.output_settings.dryrun
+)
+if _unfilled:
+    logger.warning(f"WARNING: {_unfilled} (a real run stops here)")
 
 
 include: "workflow/rules/common.smk"

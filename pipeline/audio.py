@@ -19,7 +19,6 @@ level (dB re full scale) is kept as the trajectory `rms_db`, the input of the si
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ import numpy as np
 import soundfile
 
 from pipeline import h5io
+from pipeline.download import refetch_hint
 from pipeline.sphere import read_sphere
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,10 @@ def fsdd_utterances(root: str | os.PathLike) -> Iterator[Utterance]:
         if match is None:
             raise ValueError(f"{path}: not an FSDD name ({{digit}}_{{speaker}}_{{index}}.wav)")
         digit, speaker, index = match.groups()
-        samples, rate = soundfile.read(path, dtype="float32")
+        try:
+            samples, rate = soundfile.read(path, dtype="float32")
+        except (RuntimeError, OSError) as err:  # soundfile.LibsndfileError is a RuntimeError
+            raise ValueError(f"{path} is not a readable WAV file ({err}): {refetch_hint(root)}") from err
         split = "test" if int(index) in FSDD_TEST_INDICES else "train"
         yield Utterance(f"{speaker}_{digit}_{index}", split, speaker, {"digit": digit}, samples, rate)
 
@@ -299,18 +302,7 @@ def features_to_audio(features: np.ndarray, path: str | os.PathLike) -> np.ndarr
     return librosa.griffinlim(magnitude, **p)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_audio.__doc__)
-    parser.add_argument("--dataset", required=True, choices=sorted(CORPORA))
-    parser.add_argument(
-        "--root", required=True, help="FSDD source folder (holding recordings/) or TIMIT root"
-    )
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--kind", default="logmel", choices=FEATURE_KINDS)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    build_audio(dataset=args.dataset, root=args.root, output=args.output, features={"kind": args.kind})
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_audio)

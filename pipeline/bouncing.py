@@ -17,7 +17,6 @@ in pixels per frame, both (x, y). Sequence i of a split is drawn from NumPy's ge
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
@@ -171,19 +170,7 @@ def build_bouncing(
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_bouncing.__doc__)
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--train-sequences", type=int, default=4000)
-    parser.add_argument("--test-sequences", type=int, default=1000)
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shape", choices=SHAPES, default="ball")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_bouncing(**vars(args))
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_bouncing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,6 +34,56 @@ def merge(base: Mapping, update: Mapping) -> dict:
 def _load_yaml(path: Path) -> dict:
     with open(path) as f:
         return yaml.safe_load(f) or {}
+
+
+def _scalar(text: str) -> object:
+    """`text` read as an int, float, true/false or null, or returned as it is."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "null": None, "~": None, "none": None}.get(text.lower(), text)
+
+
+def _set(config: dict, path: list, value: object) -> None:
+    for key in path[:-1]:
+        config = config[key]
+    config[path[-1]] = value
+
+
+def coerce(config: Mapping) -> dict:
+    """Read strings where the schema wants a number, boolean or null, as their own types.
+
+    Snakemake passes nested `--config` values as strings (`train='{epochs: 3}'` gives `{"epochs": "3"}`),
+    so a string that breaks a type or enum rule is replaced by its reading as a scalar (`_scalar`) when
+    that reading is different; what still breaks a rule is left for `validate` to name.
+    """
+    config = copy.deepcopy(dict(config))
+    validator = jsonschema.Draft202012Validator(_load_yaml(SCHEMA))
+    for _ in range(1000):  # one pass per fixed value at most; a fixed value never breaks a rule again
+        fixed = False
+        for error in validator.iter_errors(config):
+            if error.validator in ("type", "enum", "const") and isinstance(error.instance, str):
+                value = _scalar(error.instance)
+                if value is not error.instance:
+                    _set(config, list(error.absolute_path), value)
+                    fixed = True
+                    break
+        if not fixed:
+            return config
+    return config
+
+
+def check_mirror(mirror: str | None, source: str = "config") -> None:
+    """A mirror must be a folder, found from the working directory: checked before any job starts."""
+    if mirror is None or Path(mirror).is_dir():
+        return
+    raise ConfigError(
+        f"{source}: mirror {mirror} is not a folder (from {Path.cwd()}): point mirror at the folder that "
+        "holds one sub-folder per source (e.g. --config mirror=../shared/data), or unset it (mirror: null, "
+        "--config mirror=) to download from the original URLs"
+    )
 
 
 def validate(config: Mapping, source: str = "config") -> None:
@@ -75,6 +126,7 @@ def validate(config: Mapping, source: str = "config") -> None:
             f"{source}: audio_datasets lists timit but timit.root is null: set it to your TIMIT copy "
             "(LDC93S1), e.g. --config timit='{root: /data/TIMIT}', or drop timit"
         )
+    check_mirror(config["mirror"], source)
 
 
 def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "config.yaml") -> dict:
@@ -88,7 +140,7 @@ def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "conf
             known = sorted(p.stem for p in PRESETS.glob("*.yaml")) + ["paper"]
             raise ConfigError(f"unknown preset '{preset}': no {preset_file}; choose one of {known}")
         config = merge(config, _load_yaml(preset_file))
-    config = merge(config, overrides)
+    config = coerce(merge(config, overrides))
     config["preset"] = preset
     validate(config, source)
     return config
@@ -96,6 +148,45 @@ def resolve(base: Mapping, overrides: Mapping | None = None, source: str = "conf
 
 def load(path: str | os.PathLike = ROOT / "config.yaml", overrides: Mapping | None = None) -> dict:
     return resolve(_load_yaml(Path(path)), overrides, source=str(path))
+
+
+_PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+")
+PROFILE_HINT = "workflow/profiles/slurm/profile.yaml"
+
+
+def profile_placeholders(resource_settings) -> list[str]:
+    """Every `default-resources` / `set-resources` entry of the profile still holding a YOUR_... value.
+
+    `resource_settings` is the Snakefile's `workflow.resource_settings`: `default_resources.args` lists
+    `name=value` strings, `overwrite_resources` maps rule -> name -> Resource (its `raw` value).
+    """
+    found = [
+        f"default-resources {arg}"
+        for arg in getattr(resource_settings.default_resources, "args", None) or []
+        if _PLACEHOLDER.search(str(arg))
+    ]
+    for rule, resources in (resource_settings.overwrite_resources or {}).items():
+        for name, resource in resources.items():
+            raw = getattr(resource, "raw", resource)
+            if isinstance(raw, str) and _PLACEHOLDER.search(raw):
+                found.append(f"set-resources {rule}: {name}={raw}")
+    return found
+
+
+def check_profile(resource_settings, *, dryrun: bool) -> str | None:
+    """Stop a real run whose profile keeps placeholders; a dry run gets the message back, to warn."""
+    found = profile_placeholders(resource_settings)
+    if not found:
+        return None
+    names = sorted({entry.split(" ", 1)[1].split(": ")[-1].split("=")[0] for entry in found})
+    message = (
+        f"the profile leaves {'; '.join(found)}: fill in {', '.join(names)} for your cluster in "
+        f"{PROFILE_HINT} (or in the profile you passed; `sinfo -s` lists the partitions, "
+        "`sacctmgr show assoc user=$USER` your accounts)"
+    )
+    if dryrun:
+        return message
+    raise ConfigError(message)
 
 
 def fast_bf16(device: str) -> bool:

@@ -93,3 +93,9 @@ def convert_voices(*, model: str, dataset: str, figure: str, wav_dir: str, confi
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     logger.info("wrote %s and %s/*.wav", figure, wav_dir)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(convert_voices)

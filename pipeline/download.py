@@ -13,13 +13,12 @@ fails the hash check like any corrupt download.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,15 +295,47 @@ def verified_files(sums: Path | str) -> dict[str, str]:
     return {path.strip(): sha for sha, path in pairs}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=fetch_source.__doc__)
-    parser.add_argument("--source", required=True, choices=sorted(SOURCES))
-    parser.add_argument("--dest", required=True, type=Path)
-    parser.add_argument("--mirror", type=Path, default=None, help="folder holding <source>/<path> copies")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fetch_source(source=args.source, dest=args.dest, mirror=args.mirror)
+def refetch_hint(folder: Path | str) -> str:
+    """How to fetch a source folder's files again (download_source refetches each file whose hash differs)."""
+    folder = Path(folder)
+    source = folder.name if folder.name in SOURCES else "SOURCE"
+    return (
+        f"fetch it again with `snakemake [TARGET ...] --forcerun download_source` and your --config (targets "
+        f"first), or delete {folder} and rerun; outside the workflow: python -m pipeline.download --source "
+        f"{source} --dest {folder}"
+    )
+
+
+def verify_files(sums: Path | str, paths: Iterable[str] | None = None) -> None:
+    """Check the files beside `sums` (`paths`, or every file it lists) against the hashes `sums` lists.
+
+    A verified folder can change after its download (a disk error, an edit, a partial copy): a builder
+    calls this before reading, so that a bad file stops it with the file's name and the fix.
+    """
+    sums = Path(sums)
+    folder = sums.parent
+    if not sums.is_file():
+        raise DownloadError(
+            f"{sums} does not exist, so the files in {folder} cannot be checked: {refetch_hint(folder)}"
+        )
+    listed = verified_files(sums)
+    for path in listed if paths is None else paths:
+        target = folder / path
+        if path not in listed:
+            raise DownloadError(
+                f"{sums} does not list {path}, so {target} cannot be checked: {refetch_hint(folder)}"
+            )
+        if not target.is_file():
+            raise DownloadError(f"{target} is missing (listed in {sums}): {refetch_hint(folder)}")
+        actual = sha256_file(target)
+        if actual != listed[path]:
+            raise DownloadError(
+                f"{target} has changed since it was verified: its sha256 is {actual}, {sums} lists "
+                f"{listed[path]}: {refetch_hint(folder)}"
+            )
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(fetch_source)

@@ -31,7 +31,6 @@ polygons filled by OpenCV on a 4x supersampled canvas and averaged down, a whole
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -255,27 +254,7 @@ def build_dsprites(
     logger.info("wrote %s in %.1f s (%.0f sequences/s with writing)", output, elapsed, total / elapsed)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_dsprites.__doc__)
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--train-sequences", type=int, default=N_TRAIN)
-    parser.add_argument("--test-sequences", type=int, default=N_TEST)
-    parser.add_argument("--frames", type=int, default=N_FRAMES)
-    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compression-level", type=int, default=4)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_dsprites(
-        output=args.output,
-        train_sequences=args.train_sequences,
-        test_sequences=args.test_sequences,
-        frames=args.frames,
-        image_size=args.image_size,
-        seed=args.seed,
-        compression_level=args.compression_level,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_dsprites)

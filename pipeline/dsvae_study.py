@@ -243,3 +243,9 @@ def evaluate_dynamics(
     ax.set_title("DSVAE Fig. 8: stochastic vs deterministic dynamics (bouncing balls)", fontsize=9)
     ax.legend(fontsize=8)
     save_figure(fig, output_png)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(make_dsvae_table1, evaluate_dynamics)

@@ -220,3 +220,9 @@ def evaluate_model(
     ]
     with atomic_path(output) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(evaluate_model)

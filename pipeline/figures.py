@@ -193,3 +193,9 @@ def save_figure(fig, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(plot_figures, plot_latent_space)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -137,10 +138,61 @@ def write_dataset(
                 )
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
+class DamagedFileError(OSError):
+    """An HDF5 file that exists but cannot be read (truncated, or corrupted bytes)."""
+
+
+class LayoutError(KeyError):
+    """A readable file that lacks a split or a group the caller asked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+# Which rule of the workflow writes a file, from its path (the results/ layout in the Snakefile's header).
+_PRODUCERS = (
+    (re.compile(r"(?:^|/)results/data/(?:fsdd|timit)\.h5$"), "build_audio"),
+    (re.compile(r"(?:^|/)results/data/([a-z0-9]+)\.h5$"), "build_{}"),
+    (re.compile(r"(?:^|/)results/labels/[a-z0-9]+/(flow|silence)\.h5$"), "label_{}"),
+)
+
+
+def producing_rule(path: str | os.PathLike) -> str | None:
+    """The workflow rule that writes `path` (`results/data/dsprites.h5` -> `build_dsprites`), if any."""
+    text = Path(path).as_posix()
+    for pattern, rule in _PRODUCERS:
+        if match := pattern.search(text):
+            return rule.format(*match.groups())
+    return None
+
+
+def rebuild_hint(path: str | os.PathLike) -> str:
+    """How to remake `path`: Snakemake keeps a damaged output as up to date, so a plain rerun fails again."""
+    rule = producing_rule(path)
+    if rule is None:
+        return f"delete {path} and rerun the stage that wrote it"
+    return (
+        f"rebuild it with `snakemake [TARGET ...] --forcerun {rule}` and your --config (targets first: "
+        f"--forcerun and --config take several values; what depends on it reruns too), or delete {path} "
+        "so that the next run remakes it"
+    )
+
+
+@contextmanager
+def _open(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open `path` for reading; an HDF5 error while opening or reading it names the file and the fix."""
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} does not exist: build it with the workflow (snakemake {path})")
-    return h5py.File(path, "r", locking=False)
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            yield f
+    except (LayoutError, DamagedFileError, FileNotFoundError):
+        raise
+    except (OSError, RuntimeError, KeyError) as err:  # h5py's errors for truncated or corrupted files
+        what = "is truncated" if "truncated" in str(err) else "is damaged"
+        raise DamagedFileError(
+            f"{path} {what} (HDF5: {err}), so it cannot be read: {rebuild_hint(path)}"
+        ) from err
 
 
 def read_factors(path: str | os.PathLike) -> list[Factor]:
@@ -176,7 +228,7 @@ def read_split(path: str | os.PathLike, split: str, limit: int | None = None) ->
     """Load one split into memory (the first `limit` sequences when given)."""
     with _open(path) as f:
         if split not in f:
-            raise KeyError(f"{path} has no split '{split}' (it has {sorted(f)}): rebuild the dataset")
+            raise LayoutError(f"{path} has no split '{split}' (it has {sorted(f)}): {rebuild_hint(path)}")
         group = f[split]
         rows = slice(0, limit)
         return Split(
@@ -205,5 +257,5 @@ def write_labels(
 def read_labels(path: str | os.PathLike, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     with _open(path) as f:
         if f"labels/{split}" not in f:
-            raise KeyError(f"{path} has no labels for split '{split}': rerun the label rule")
+            raise LayoutError(f"{path} has no labels for split '{split}': {rebuild_hint(path)}")
         return {name: ds[slice(0, limit)] for name, ds in f[f"labels/{split}"].items()}

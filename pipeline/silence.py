@@ -8,7 +8,6 @@ silent (label 1).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 
@@ -44,15 +43,7 @@ def label_silence(*, dataset: str | os.PathLike, output: str | os.PathLike, thre
     logger.info("wrote %s", output)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="audio dataset HDF5 file")
-    parser.add_argument("--output", required=True, help="label HDF5 file to write")
-    parser.add_argument("--threshold-db", type=float, default=-40.0, help="silent below this RMS level")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    label_silence(**vars(args))
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(label_silence)

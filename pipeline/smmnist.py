@@ -18,7 +18,6 @@ many. Any other truncated archive is an error.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import struct
 import time
@@ -216,27 +215,7 @@ def build_smmnist(
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_smmnist.__doc__)
-    parser.add_argument("--mnist-dir", required=True, type=Path, help="folder fetched by pipeline.download")
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--train-sequences", type=int, default=5000)
-    parser.add_argument("--test-sequences", type=int, default=1000)
-    parser.add_argument("--judge-train-sequences", type=int, default=0, help="clips for the judge alone")
-    parser.add_argument("--frames", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_smmnist(
-        mnist_dir=args.mnist_dir,
-        output=args.output,
-        train_sequences=args.train_sequences,
-        test_sequences=args.test_sequences,
-        judge_train_sequences=args.judge_train_sequences,
-        spec=MovingDigitsSpec(frames=args.frames),
-        seed=args.seed,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_smmnist)

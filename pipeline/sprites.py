@@ -17,7 +17,6 @@ computes it on whole stacks of frames at once.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline.download import refetch_hint, verify_files
 from pipeline.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -147,9 +147,14 @@ def load_layer(*, sheets_dir: Path | str, files: tuple[str, ...]) -> np.ndarray:
     layer = None
     for file in files:
         path = _sheet_path(sheets_dir, file)
-        with Image.open(path) as image:
-            # Sheets are palette images with transparency; compositing needs real alpha.
-            sheet = image.convert("RGBA")
+        try:
+            with Image.open(path) as image:
+                # Sheets are palette images with transparency; compositing needs real alpha.
+                sheet = image.convert("RGBA")
+        except (OSError, SyntaxError) as err:  # PIL's errors for a broken PNG
+            raise ValueError(
+                f"sprite sheet {path} cannot be read ({err}): {refetch_hint(sheets_dir)}"
+            ) from err
         expected = (SHEET_CELLS[1] * CELL, SHEET_CELLS[0] * CELL)
         if sheet.size != expected:
             raise ValueError(f"{path} is {sheet.size} pixels, expected {expected}: re-download it")
@@ -238,6 +243,13 @@ def build_sprites(
         if not 1 <= count <= len(available):
             raise ValueError(f"{name}_characters={count}: must be between 1 and {len(available)}")
     kept = {"train": train[:train_characters], "test": test[:test_characters]}
+    # The sheets were verified when fetched; check them again before reading, as they may have changed.
+    sheets = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(
+        SHOES.files
+    )
+    for file in sheets:
+        _sheet_path(sheets_dir, file)
+    verify_files(sheets_dir / "SHA256SUMS", sheets)
 
     paints = {
         name: [_paint(load_layer(sheets_dir=sheets_dir, files=v.files)) for v in variants]
@@ -279,25 +291,7 @@ def build_sprites(
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=build_sprites.__doc__)
-    parser.add_argument("--sheets-dir", required=True, type=Path)
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--seed", type=int, default=423)
-    parser.add_argument("--train-characters", type=int, default=N_TRAIN)
-    parser.add_argument("--test-characters", type=int, default=N_CHARACTERS - N_TRAIN)
-    parser.add_argument("--compression-level", type=int, default=4)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_sprites(
-        sheets_dir=args.sheets_dir,
-        output=args.output,
-        seed=args.seed,
-        train_characters=args.train_characters,
-        test_characters=args.test_characters,
-        compression_level=args.compression_level,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(build_sprites)

@@ -1,34 +1,268 @@
-"""What every rule script does around its one function call: log to the rule's log file, pin threads."""
+"""What a rule script and `python -m pipeline.<module>` do around one stage function.
+
+Both log to stderr and to a log file, and turn a failure into one line on stderr (`ERROR: ...`) with the
+traceback in the log file only, so that Snakemake's console shows the error once. `stage_main` builds a
+module's command line from its stage functions' keyword arguments and docstrings, so that a changed
+signature needs no CLI edit:
+
+- one option per argument, `--sheets-dir` for `sheets_dir`; its type from the annotation (`int`, `float`,
+  `bool` as `--x/--no-x`, a list as several values, a dict or dataclass as one YAML mapping);
+  an argument without a default is a required option;
+- an argument named `config` (the resolved workflow config) becomes `--configfile PATH` (config.yaml),
+  `--preset NAME` and repeated `--set key.sub=value`, merged and validated as the Snakefile does
+  (`pipeline.config.load`);
+- a module with several stages takes the stage's name first: `python -m pipeline.train train_judge ...`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib
+import inspect
 import logging
+import os
 import sys
-from collections.abc import Callable
+import traceback
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
-def setup_logging(log_path: str | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+class _WithoutTraceback(logging.Formatter):
+    """The stderr format while a log file is open: tracebacks go to the file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(record)
+
+
+def setup_logging(log_path: str | os.PathLike | None = None) -> None:
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(_WithoutTraceback(_FORMAT) if log_path else logging.Formatter(_FORMAT))
+    handlers: list[logging.Handler] = [stderr]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log_file = logging.FileHandler(log_path, mode="w")
+        log_file.setFormatter(logging.Formatter(_FORMAT))
+        handlers.append(log_file)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+
+
+def call_stage(stage: Callable, kwargs: Mapping, log_path: str | os.PathLike | None = None) -> None:
+    """Run `stage(**kwargs)`; a failure exits with `ERROR: ...` on stderr and its traceback in the log.
+
+    Without a log file the traceback goes to stderr, before the error line.
+    """
+    try:
+        stage(**kwargs)
+    except Exception as err:
+        message = f"{stage.__name__} failed: {type(err).__name__}: {err}"
+        logger = logging.getLogger(stage.__module__)
+        record = logger.makeRecord(logger.name, logging.ERROR, "", 0, message, (), sys.exc_info())
+        message = f"ERROR: {message}"
+        files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        for handler in files:
+            handler.handle(record)
+        if files:
+            message += f"\n(traceback in {log_path or files[0].baseFilename})"
+        else:
+            traceback.print_exc(file=sys.stderr)
+        raise SystemExit(message) from None
 
 
 def run_stage(smk, stage: Callable, **kwargs) -> None:
-    """Run `stage(**kwargs)` in a Snakemake `script:` job; a failure is logged with its traceback."""
-    setup_logging(smk.log[0] if smk.log else None)
+    """Run `stage(**kwargs)` in a Snakemake `script:` job, logging to the rule's log file."""
+    log_path = smk.log[0] if smk.log else None
+    setup_logging(log_path)
     import torch
 
     torch.set_num_threads(max(int(smk.threads), 1))
     logger = logging.getLogger(stage.__module__)
     logger.info("rule %s, %d thread(s), wildcards %s", smk.rule, smk.threads, dict(smk.wildcards))
+    call_stage(stage, kwargs, log_path)
+
+
+# --- the command line --------------------------------------------------------------------------------
+def _yaml_mapping(text: str) -> dict:
+    value = yaml.safe_load(text)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{key: value}}', got {text!r}")
+    return value
+
+
+def _members(hint) -> tuple[list, bool]:
+    """The non-None types of an annotation, and whether it allows None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = list(typing.get_args(hint))
+    else:
+        args = [hint]
+    return [a for a in args if a is not type(None)], type(None) in args or hint is None
+
+
+def _option(hint) -> dict:
+    """argparse keywords (`type`, `nargs` or `action`) for one annotation."""
+    members, _ = _members(hint)
+    origins = [typing.get_origin(m) or m for m in members]
+    for member, origin in zip(members, origins, strict=True):
+        if origin in (list, tuple, Sequence):
+            item = (typing.get_args(member) or (str,))[0]
+            item = item if item in (int, float) else str
+            return {"type": item, "nargs": "+"}
+    if bool in members:
+        return {"action": argparse.BooleanOptionalAction}
+    for scalar in (int, float):
+        if scalar in members:
+            return {"type": scalar}
+    if str in members or os.PathLike in origins or Path in members:
+        return {"type": str if str in members else Path}
+    if any(o in (dict, Mapping) for o in origins):
+        return {"type": _yaml_mapping}
+    for member in members:
+        if dataclasses.is_dataclass(member):
+            return {"type": lambda text, cls=member: cls(**_yaml_mapping(text))}
+    return {"type": str}
+
+
+def _describe(hint) -> str:
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    for prefix in ("typing.", "pathlib.", "os.", "collections.abc."):
+        text = text.replace(prefix, "")
+    return text
+
+
+def _type_hints(stage: Callable) -> dict:
     try:
-        stage(**kwargs)
-    except Exception:
-        logger.exception("%s failed", stage.__name__)
-        raise
+        return typing.get_type_hints(stage)
+    except Exception:  # an annotation that does not evaluate: every argument is then read as text
+        return {}
+
+
+def _add_stage_arguments(parser: argparse.ArgumentParser, stage: Callable) -> None:
+    hints = _type_hints(stage)
+    for name, param in inspect.signature(stage).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name == "config":
+            group = parser.add_argument_group(
+                "config (the workflow's, merged and validated as the Snakefile does)"
+            )
+            group.add_argument(
+                "--configfile",
+                dest="_configfile",
+                default="config.yaml",
+                metavar="PATH",
+                help="(default: %(default)s)",
+            )
+            group.add_argument(
+                "--preset",
+                dest="_preset",
+                metavar="NAME",
+                help="smoke, quick or paper (default: the config file's)",
+            )
+            group.add_argument(
+                "--set",
+                dest="_set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override one key, e.g. --set train.epochs=3 --set 'model.conv_channels=[8, 16]'",
+            )
+            continue
+        hint = hints.get(name, str)
+        option = _option(hint)
+        required = param.default is param.empty
+        described = _describe(hint) + (" (YAML mapping)" if option.get("type") is _yaml_mapping else "")
+        help_text = described + ("" if required else f" (default: {param.default!r})")
+        flag = "--" + name.replace("_", "-")
+        kwargs = {"dest": name, "required": required, "help": help_text, **option}
+        if "action" not in option:
+            kwargs["metavar"] = name.upper()
+        if not required:
+            kwargs["default"] = param.default
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument(
+        "--log", dest="_log", metavar="PATH", help="also log to this file (a failure's traceback)"
+    )
+
+
+def _overrides(preset: str | None, assignments: list[str]) -> dict:
+    from pipeline.config import merge
+
+    overrides: dict = {} if preset is None else {"preset": preset}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"ERROR: --set {assignment!r}: write KEY=VALUE, e.g. --set train.epochs=3")
+        # As Snakemake's --config: every scalar a string, which pipeline.config.coerce reads by the schema.
+        value = yaml.load(text, Loader=yaml.BaseLoader) if text else None
+        for part in reversed(key.split(".")):
+            value = {part: value}
+        overrides = merge(overrides, value)
+    return overrides
+
+
+def _stage_kwargs(stage: Callable, args: argparse.Namespace) -> dict:
+    from pipeline.config import ConfigError, load
+
+    kwargs = {}
+    for name in inspect.signature(stage).parameters:
+        if name == "config":
+            try:
+                kwargs[name] = load(args._configfile, _overrides(args._preset, args._set))
+            except (ConfigError, OSError) as err:
+                raise SystemExit(f"ERROR: {err}") from None
+        elif hasattr(args, name):
+            kwargs[name] = getattr(args, name)
+    return kwargs
+
+
+def _doc(stage: Callable) -> str:
+    return inspect.cleandoc(stage.__doc__ or stage.__name__)
+
+
+def stage_main(*stages: Callable, argv: Sequence[str] | None = None) -> None:
+    """The command line of a stage module: `stage_main(fn)`, or `stage_main(fn_a, fn_b)` for sub-commands."""
+    module = sys.modules.get(stages[0].__module__)
+    name = module.__spec__.name if module and getattr(module, "__spec__", None) else stages[0].__module__
+    if stages[0].__module__ == "__main__":
+        # Call the functions of the importable module, so that there is one copy of its classes and state.
+        importable = importlib.import_module(name)
+        stages = tuple(getattr(importable, stage.__name__) for stage in stages)
+    prog = f"python -m {name}"
+    if len(stages) == 1:
+        parser = argparse.ArgumentParser(
+            prog=prog, description=_doc(stages[0]), formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        _add_stage_arguments(parser, stages[0])
+        parser.set_defaults(_stage=stages[0])
+    else:
+        summary = (module.__doc__ or "").strip().split("\n\n")[0] if module else ""
+        parser = argparse.ArgumentParser(
+            prog=prog,
+            description=summary + "\n\nOne stage per sub-command; `STAGE --help` lists its options.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        names = "{" + ",".join(stage.__name__ for stage in stages) + "}"
+        commands = parser.add_subparsers(title="stages", metavar=names, required=True)
+        for stage in stages:
+            command = commands.add_parser(
+                stage.__name__,
+                help=_doc(stage).splitlines()[0],
+                description=_doc(stage),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            _add_stage_arguments(command, stage)
+            command.set_defaults(_stage=stage)
+    args = parser.parse_args(argv)
+    stage = args._stage
+    kwargs = _stage_kwargs(stage, args)
+    setup_logging(args._log)
+    call_stage(stage, kwargs, args._log)

@@ -260,3 +260,9 @@ def markdown_dsvae_table1(table: pd.DataFrame) -> str:
         "draws f. Definitions: pipeline/dsvae_study.py."
     )
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(make_table, make_table3)

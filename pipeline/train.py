@@ -336,3 +336,9 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
     )
     with atomic_path(accuracy) as tmp:
         table.to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(train_model, train_audio_model, train_judge)

@@ -107,3 +107,9 @@ def evaluate_verification(*, model: str, dataset: str, output: str, config: dict
         logger.info("%s %s (%d-d): EER %.2f%%", method, row["feature"], row["dim"], 100 * row["eer"])
     with atomic_path(output) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(evaluate_verification)

@@ -125,3 +125,70 @@ def test_merge_does_not_mutate_its_inputs():
 def test_resolve_device():
     assert cfg.resolve_device("cpu") == "cpu"
     assert cfg.resolve_device("auto") in {"cpu", "cuda"}
+
+
+def test_nested_command_line_strings_are_read_by_the_schema_types():
+    """Snakemake passes `--config train='{epochs: 3}'` as {"epochs": "3"}: the schema's types decide."""
+    config = load(
+        overrides={
+            "train": {"epochs": "3", "bf16": "false", "lr": "1e-3", "max_sequences": "null"},
+            "evaluate": {"repeats": "2"},
+            "judge": {"bf16": "auto"},
+            "model": {"conv_channels": ["8", "16"]},
+            "variants": {"dsvae": {"dynamic_dim": "8"}},
+        }
+    )
+    assert config["train"]["epochs"] == 3 and config["evaluate"]["repeats"] == 2
+    assert config["train"]["bf16"] is False and config["judge"]["bf16"] == "auto"
+    assert config["train"]["lr"] == 0.001 and config["train"]["max_sequences"] is None
+    assert config["model"]["conv_channels"] == [8, 16]
+    assert config["variants"]["dsvae"]["dynamic_dim"] == 8
+    assert config["seed"] == 0 and config["device"] == "auto"  # strings the schema wants stay strings
+
+
+def test_coercion_leaves_values_the_schema_accepts():
+    config = cfg.coerce({"preset": "smoke", "device": "cpu", "train": {"epochs": 3}})
+    assert config == {"preset": "smoke", "device": "cpu", "train": {"epochs": 3}}
+
+
+def test_a_missing_mirror_names_the_key_the_path_and_the_fix():
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"mirror": "/nonexistent/dir"})
+    message = str(err.value)
+    assert "mirror /nonexistent/dir is not a folder" in message
+    assert "--config mirror=../shared/data" in message and "mirror: null" in message
+
+
+def test_an_existing_mirror_is_accepted(tmp_path):
+    assert load(overrides={"mirror": str(tmp_path)})["mirror"] == str(tmp_path)
+
+
+def resource_settings(default: list[str], per_rule: dict | None = None):
+    """The two fields of Snakemake's `workflow.resource_settings` that `check_profile` reads."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        default_resources=SimpleNamespace(args=default), overwrite_resources=per_rule or {}
+    )
+
+
+def test_profile_placeholders_stop_a_real_run_and_warn_a_dry_run():
+    settings = resource_settings(["mem_mb=8000", "slurm_partition=YOUR_PARTITION", "slurm_account=lab"])
+    with pytest.raises(ConfigError) as err:
+        cfg.check_profile(settings, dryrun=False)
+    message = str(err.value)
+    assert "slurm_partition=YOUR_PARTITION" in message and "slurm_account" not in message
+    assert "fill in slurm_partition" in message and cfg.PROFILE_HINT in message
+    assert cfg.check_profile(settings, dryrun=True) == message
+    filled = resource_settings(["slurm_partition=gpu", "slurm_account=lab"])
+    assert cfg.check_profile(filled, dryrun=False) is None
+    assert cfg.check_profile(resource_settings([]), dryrun=False) is None  # no profile at all
+
+
+def test_a_placeholder_in_set_resources_is_named_with_its_rule():
+    class Resource:
+        raw = "YOUR_GPU_PARTITION"
+
+    settings = resource_settings(["mem_mb=8000"], {"train_model": {"slurm_partition": Resource()}})
+    with pytest.raises(ConfigError, match="set-resources train_model: slurm_partition=YOUR_GPU_PARTITION"):
+        cfg.check_profile(settings, dryrun=False)

@@ -7,6 +7,7 @@ results/. The package is pip-installed, so the copied Snakefile imports `pipelin
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -170,6 +171,18 @@ def test_slurm_profile_dry_run(clean_copy: Path):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert job_counts(result.stdout)["train_model"] == len(CONFIG["datasets"]) * len(CONFIG["methods"])
+    # The profile as committed keeps its placeholders: the dry run warns and names the keys to fill.
+    assert "WARNING: the profile leaves default-resources slurm_partition=YOUR_PARTITION" in result.stdout
+    assert "fill in slurm_account, slurm_partition" in result.stdout
+
+
+@pytest.mark.slow
+def test_slurm_profile_with_placeholders_stops_a_real_run_before_any_job(clean_copy: Path):
+    result = snakemake("--profile", "workflow/profiles/slurm", "results/tables/dsprites.csv", cwd=clean_copy)
+    assert result.returncode != 0
+    assert "slurm_partition=YOUR_PARTITION" in result.stdout, result.stdout[-3000:]
+    assert "workflow/profiles/slurm/profile.yaml" in result.stdout
+    assert "Job stats:" not in result.stdout and not (clean_copy / "results").exists()
 
 
 @pytest.mark.slow
@@ -179,6 +192,79 @@ def test_wrong_config_key_on_the_command_line_fails_with_the_schema_message(clea
     assert "epochz" in result.stdout, result.stdout[-3000:]
     assert "config.schema.yaml" in result.stdout
     assert "Job stats:" not in result.stdout
+
+
+@pytest.mark.slow
+def test_nested_config_values_on_the_command_line_are_read_by_the_schema_types(clean_copy: Path):
+    """Snakemake hands `train='{epochs: 3}'` over as strings; the README's nested --config works."""
+    nested = ["train={epochs: 3, bf16: false}", "evaluate={repeats: 2}", "model={conv_channels: [8, 16]}"]
+    result = snakemake(
+        "-n", "results/tables/dsprites.csv", "--config", "preset=smoke", *nested, cwd=clean_copy
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "is not of type" not in result.stdout and "Job stats:" in result.stdout
+    wrong = snakemake("-n", "--config", "train={epochs: ten}", cwd=clean_copy)
+    assert wrong.returncode != 0 and "train/epochs: 'ten' is not of type 'integer'" in wrong.stdout
+
+
+@pytest.mark.slow
+def test_a_missing_mirror_stops_the_dry_run_with_the_key_and_the_fix(clean_copy: Path):
+    result = snakemake("-n", "--config", "mirror=/nonexistent/dir", cwd=clean_copy)
+    assert result.returncode != 0
+    assert "mirror /nonexistent/dir is not a folder" in result.stdout, result.stdout[-3000:]
+    assert "--config mirror=../shared/data" in result.stdout and "Job stats:" not in result.stdout
+
+
+@pytest.mark.slow
+def test_a_damaged_dataset_fails_its_job_with_one_error_line_and_the_fix(tmp_path: Path):
+    """A truncated results/data/dsprites.h5 that Snakemake takes as up to date: the downstream job prints
+    the file and the fix once (its traceback is in the rule's log), and --forcerun remakes the file."""
+    from pipeline.dsprites import build_dsprites
+
+    work = copy_workflow(tmp_path)
+    data = work / "results" / "data" / "dsprites.h5"
+    build_dsprites(output=data, train_sequences=4, test_sequences=2, frames=3, image_size=32)
+    os.truncate(data, data.stat().st_size // 2)
+    target, config = "results/labels/dsprites/flow.h5", ["--config", "preset=smoke"]
+    result = snakemake("--cores", "1", target, *config, cwd=work)
+    assert result.returncode != 0
+    out = result.stdout
+    assert (
+        out.count("ERROR: label_flow failed: DamagedFileError: results/data/dsprites.h5 is truncated") == 1
+    ), out
+    assert out.count("--forcerun build_dsprites") == 1 and "Traceback" not in out
+    log = (work / "logs" / "label_flow" / "dsprites.log").read_text()
+    assert "Traceback (most recent call last)" in log and "results/data/dsprites.h5 is truncated" in log
+    assert not (work / target).exists()
+    assert not [p.name for p in (work / "results").rglob("*.tmp-*")], "a temporary file was left"
+    again = snakemake("-n", target, *config, cwd=work)  # Snakemake keeps the damaged file ...
+    assert job_counts(again.stdout) == {"label_flow": 1}
+    fixed = snakemake(
+        "-n", target, "--forcerun", "build_dsprites", *config, cwd=work
+    )  # ... the fix remakes it
+    assert job_counts(fixed.stdout) == {"build_dsprites": 1, "label_flow": 1}
+
+
+@pytest.mark.slow
+def test_the_rule_graph_is_dot(clean_copy: Path):
+    """README § Drawing the DAG: targets before --dag / --rulegraph (both take an optional value)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/tables/dsprites.csv", "--rulegraph"],
+        cwd=clean_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("digraph snakemake_dag {") and result.stdout.rstrip().endswith("}")
+    for rule in ("build_dsprites", "label_flow", "train_judge", "train_model", "make_table"):
+        assert rule in result.stdout
+    if shutil.which("dot"):
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=result.stdout, capture_output=True, text=True, timeout=60
+        )
+        assert svg.returncode == 0 and "<svg" in svg.stdout, svg.stderr
+    assert "--rulegraph | dot -Tsvg" in (REPO / "README.md").read_text()
 
 
 @pytest.mark.slow
@@ -231,6 +317,11 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert counts["make_table"] == 1
     for upstream in ("build_dsprites", "label_flow", "train_judge"):
         assert upstream not in counts, f"--forcerun train_model reran {upstream}"
+
+    # README's report command, with the run's --config, holds every table and figure of the run.
+    report = snakemake("--report", "report.html", *config, cwd=work)
+    assert report.returncode == 0, report.stdout[-3000:]
+    assert (work / "report.html").stat().st_size > 0
 
 
 @pytest.mark.slow

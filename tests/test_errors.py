@@ -1,0 +1,175 @@
+"""Bad input files: each failure names the file, what is wrong and the fix, and leaves nothing half-written.
+
+Every case runs on tiny files the test makes: a dSprites file of six short clips, a folder of fake sheets
+with its own SHA256SUMS, an FSDD folder with one WAV that is not one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline import h5io
+from pipeline.audio import build_audio
+from pipeline.data import load_clips
+from pipeline.download import DownloadError
+from pipeline.dsprites import build_dsprites
+from pipeline.flow import label_flow
+from pipeline.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
+
+SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(SHOES.files)
+
+
+def tiny_dsprites(path: Path) -> Path:
+    build_dsprites(output=path, train_sequences=4, test_sequences=2, frames=3, image_size=32)
+    return path
+
+
+def assert_nothing_written(output: Path) -> None:
+    """Neither the output nor a temporary sibling of it (pipeline.h5io.atomic_path) is left."""
+    assert not output.exists(), f"{output} was written"
+    if output.parent.exists():
+        leftovers = [p.name for p in output.parent.iterdir() if p.name.startswith(f".{output.name}.tmp-")]
+        assert not leftovers, f"temporary files left: {leftovers}"
+
+
+def flip(path: Path, offset: int, size: int = 4096) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        block = f.read(size)
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in block))
+
+
+@pytest.mark.parametrize(
+    ("path", "rule"),
+    [
+        ("results/data/dsprites.h5", "build_dsprites"),
+        ("results/data/sprites.h5", "build_sprites"),
+        ("results/data/fsdd.h5", "build_audio"),
+        ("/work/x/results/data/bouncing.h5", "build_bouncing"),
+        ("results/labels/sprites/flow.h5", "label_flow"),
+        ("results/labels/fsdd/silence.h5", "label_silence"),
+        ("elsewhere/dataset.h5", None),
+    ],
+)
+def test_the_rule_that_rebuilds_a_file_comes_from_its_path(path: str, rule: str | None):
+    assert h5io.producing_rule(path) == rule
+    hint = h5io.rebuild_hint(path)
+    assert path in hint
+    if rule is not None:
+        assert f"--forcerun {rule}" in hint
+
+
+def test_a_truncated_dataset_names_the_file_and_how_to_rebuild_it(tmp_path: Path):
+    data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
+    os.truncate(data, data.stat().st_size // 2)
+    for read in (
+        lambda: h5io.read_split(data, "train"),
+        lambda: h5io.read_attrs(data),
+        lambda: load_clips(data, "test"),
+    ):
+        with pytest.raises(h5io.DamagedFileError) as err:
+            read()
+        message = str(err.value)
+        assert str(data) in message and "is truncated" in message
+        assert "--forcerun build_dsprites" in message and f"delete {data}" in message
+    labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
+    with pytest.raises(h5io.DamagedFileError, match="--forcerun build_dsprites"):
+        label_flow(dataset=data, output=labels, grid=4, topk=2)
+    assert_nothing_written(labels)
+
+
+def test_a_truncated_label_file_names_the_label_rule(tmp_path: Path):
+    labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
+    label_flow(dataset=tiny_dsprites(tmp_path / "results/data/dsprites.h5"), output=labels, grid=4, topk=2)
+    os.truncate(labels, labels.stat().st_size - 100)
+    with pytest.raises(h5io.DamagedFileError) as err:
+        h5io.read_labels(labels, "train")
+    assert str(labels) in str(err.value) and "--forcerun label_flow" in str(err.value)
+
+
+def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path: Path):
+    data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
+    intact = h5io.read_split(data, "train").frames
+    assert np.unique(intact).size > 2  # real pixels, so the compressed chunks fill most of the file
+    flip(data, data.stat().st_size // 2)  # 4 KB inside the frame chunks
+    labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
+    with pytest.raises(h5io.DamagedFileError) as err:
+        label_flow(dataset=data, output=labels, grid=4, topk=2)
+    message = str(err.value)
+    assert str(data) in message and "is damaged" in message
+    assert "--forcerun build_dsprites" in message
+    assert_nothing_written(labels)
+
+
+def test_a_missing_split_is_not_called_damage(tmp_path: Path):
+    data = tiny_dsprites(tmp_path / "dsprites.h5")
+    with pytest.raises(KeyError, match="has no split 'val'") as err:
+        h5io.read_split(data, "val")
+    assert not isinstance(err.value, h5io.DamagedFileError)
+
+
+def fake_sheets(folder: Path) -> Path:
+    """Tiny stand-ins for the LPC sheets with a SHA256SUMS that lists them, as download_source leaves it."""
+    lines = []
+    for i, file in enumerate(SHEETS):
+        path = folder / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"sheet {i}".encode())
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {file}\n")
+    (folder / "SHA256SUMS").write_text("".join(lines))
+    return folder
+
+
+def test_a_sheet_changed_after_its_download_is_caught_before_it_is_read(tmp_path: Path):
+    sheets = fake_sheets(tmp_path / "resources" / "lpc-sprites")
+    changed = sheets / SHEETS[3]
+    flip(changed, 0, size=4)
+    output = tmp_path / "results" / "data" / "sprites.h5"
+    with pytest.raises(DownloadError) as err:
+        build_sprites(sheets_dir=sheets, output=output, train_characters=1, test_characters=1)
+    message = str(err.value)
+    assert str(changed) in message and "sha256" in message and str(sheets / "SHA256SUMS") in message
+    assert "--forcerun download_source" in message and f"delete {sheets}" in message
+    assert "--source lpc-sprites" in message
+    assert_nothing_written(output)
+
+
+def test_sheets_without_their_sha256sums_are_refused(tmp_path: Path):
+    sheets = fake_sheets(tmp_path / "lpc-sprites")
+    (sheets / "SHA256SUMS").unlink()
+    with pytest.raises(DownloadError, match="SHA256SUMS does not exist") as err:
+        build_sprites(sheets_dir=sheets, output=tmp_path / "out.h5", train_characters=1, test_characters=1)
+    assert "--forcerun download_source" in str(err.value)
+    assert_nothing_written(tmp_path / "out.h5")
+
+
+def test_an_unreadable_sheet_names_the_file_and_the_fix(tmp_path: Path):
+    sheets = fake_sheets(tmp_path / "lpc-sprites")  # the fake sheets are no PNGs at all
+    with pytest.raises(ValueError, match="cannot be read") as err:
+        load_layer(sheets_dir=sheets, files=(SHEETS[0],))
+    assert str(sheets / SHEETS[0]) in str(err.value) and "--forcerun download_source" in str(err.value)
+
+
+def test_a_corrupt_fsdd_wav_names_the_file_and_the_fix(tmp_path: Path):
+    root = tmp_path / "resources" / "fsdd"
+    (root / "recordings").mkdir(parents=True)
+    rate = 8000
+    for index in range(2):
+        samples = np.zeros(rate // 2, dtype=np.float32)
+        soundfile.write(root / "recordings" / f"0_george_{index}.wav", samples, rate)
+    corrupt = root / "recordings" / "1_george_0.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(64))
+    output = tmp_path / "results" / "data" / "fsdd.h5"
+    with pytest.raises(ValueError, match="not a readable WAV file") as err:
+        build_audio(dataset="fsdd", root=root, output=output, features={})
+    message = str(err.value)
+    assert str(corrupt) in message and "--forcerun download_source" in message
+    assert f"delete {root}" in message and "--source fsdd" in message
+    assert_nothing_written(output)

@@ -1,0 +1,168 @@
+"""Every stage module runs from the shell (`python -m pipeline.<module>`), and a failing stage prints its
+error line once while its log file keeps the traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from pipeline import h5io
+from pipeline.stage import run_stage, stage_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# module -> its stages (sub-commands when there are several); README § Every stage from the shell.
+STAGE_MODULES = {
+    "pipeline.download": ["fetch_source"],
+    "pipeline.sprites": ["build_sprites"],
+    "pipeline.smmnist": ["build_smmnist"],
+    "pipeline.dsprites": ["build_dsprites"],
+    "pipeline.bouncing": ["build_bouncing"],
+    "pipeline.audio": ["build_audio"],
+    "pipeline.flow": ["label_flow"],
+    "pipeline.silence": ["label_silence"],
+    "pipeline.train": ["train_model", "train_audio_model", "train_judge"],
+    "pipeline.evaluate": ["evaluate_model"],
+    "pipeline.figures": ["plot_figures", "plot_latent_space"],
+    "pipeline.tables": ["make_table", "make_table3"],
+    "pipeline.verification": ["evaluate_verification"],
+    "pipeline.conversion": ["convert_voices"],
+    "pipeline.dsvae_study": ["make_dsvae_table1", "evaluate_dynamics"],
+}
+
+# Runs each module as `python -m` does, with --help (and STAGE --help), in one interpreter: torch is
+# imported once instead of once per module.
+_HELP_SCRIPT = """
+import contextlib, io, json, runpy, sys, warnings
+warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before it ran as __main__
+results = {}
+for module, stages in json.loads(sys.argv[1]).items():
+    calls = [[]] if len(stages) == 1 else [[]] + [[stage] for stage in stages]
+    for call in calls:
+        out = io.StringIO()
+        sys.argv = [module, *call, "--help"]
+        with contextlib.redirect_stdout(out):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                code = "no exit"
+            except SystemExit as exit:
+                code = exit.code
+        results[" ".join([module, *call])] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
+def python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_every_stage_module_has_a_help():
+    result = python("-c", _HELP_SCRIPT, json.dumps(STAGE_MODULES), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    helps = json.loads(result.stdout.splitlines()[-1])
+    for module, stages in STAGE_MODULES.items():
+        code, text = helps[module]
+        assert code == 0, f"python -m {module} --help exited with {code}"
+        assert text.startswith("usage: "), text
+        for stage in stages if len(stages) > 1 else []:
+            assert stage in text, f"python -m {module} --help does not list {stage}"
+            stage_code, stage_text = helps[f"{module} {stage}"]
+            assert stage_code == 0 and f"usage: python -m {module} {stage}" in stage_text, stage_text
+
+
+def test_a_module_of_several_stages_without_one_says_so():
+    result = python("-m", "pipeline.train", cwd=REPO)
+    assert result.returncode == 2
+    assert "required: {train_model,train_audio_model,train_judge}" in result.stderr
+
+
+def test_a_stage_runs_from_the_shell(tmp_path: Path):
+    data = tmp_path / "dsprites.h5"
+    args = ["--output", str(data), "--train-sequences", "4", "--test-sequences", "2", "--frames", "3"]
+    result = python("-m", "pipeline.dsprites", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(h5io.read_split(data, "train")) == 4 and len(h5io.read_split(data, "test")) == 2
+
+
+def test_a_stage_with_list_arguments_runs_from_the_shell(tmp_path: Path):
+    """`make_table` takes several metric files and judge files: list arguments take several values."""
+    metrics = []
+    for method in ("full", "dsvae"):
+        path = tmp_path / f"{method}.csv"
+        rows = [("dsprites", method, metric, 0.5, 0.1, 30) for metric in ("Acc", "IS", "H(y|x)", "H(y)")]
+        pd.DataFrame(rows, columns=["dataset", "method", "metric", "value", "std", "n"]).to_csv(
+            path, index=False
+        )
+        metrics.append(str(path))
+    judges = tmp_path / "accuracy.csv"
+    pd.DataFrame({"dataset": ["dsprites"], "head": ["motion"], "accuracy": [0.9], "n": [30]}).to_csv(judges)
+    out = tmp_path / "tables" / "dsprites.csv"
+    result = python(
+        "-m", "pipeline.tables", "make_table", "--table", "dsprites", "--metrics", *metrics,
+        "--judges", str(judges), "--published", str(REPO / "workflow/published/dsprites.csv"),
+        "--output-csv", str(out), "--output-md", str(out.with_suffix(".md")),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(pd.read_csv(out)["method"].unique()) == ["dsvae", "full"]
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:], root.level = handlers, level
+
+
+def configured(*, output: str, config: dict, sizes: list[int] = (1,), dry: bool = False) -> None:
+    """A stage that records what the command line gave it."""
+    configured.seen = {"output": output, "config": config, "sizes": sizes, "dry": dry}
+
+
+def test_config_arguments_are_merged_and_validated_as_in_the_snakefile(restore_logging):
+    argv = ["--output", "x", "--configfile", str(REPO / "config.yaml"), "--preset", "smoke"]
+    argv += ["--set", "train.epochs=3", "--set", "model.conv_channels=[8, 16]", "--sizes", "2", "3", "--dry"]
+    stage_main(configured, argv=argv)
+    seen = configured.seen
+    assert seen["output"] == "x" and seen["sizes"] == [2, 3] and seen["dry"] is True
+    config = seen["config"]
+    assert config["preset"] == "smoke" and config["train"]["epochs"] == 3
+    assert config["model"]["conv_channels"] == [8, 16] and config["judge"]["epochs"] == 1  # smoke's
+    with pytest.raises(SystemExit, match="train/epochs: 'ten' is not of type 'integer'"):
+        stage_main(
+            configured,
+            argv=["--output", "x", "--configfile", str(REPO / "config.yaml"), "--set", "train.epochs=ten"],
+        )
+
+
+def failing(*, path: str) -> None:
+    """A stage that fails the way a bad input does."""
+    logging.getLogger(__name__).info("reading %s", path)
+    raise ValueError(f"{path} is damaged: rebuild it")
+
+
+def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, capsys, restore_logging):
+    log = tmp_path / "logs" / "rule" / "x.log"
+    smk = SimpleNamespace(log=[str(log)], threads=1, rule="build_x", wildcards={})
+    with pytest.raises(SystemExit) as exit:
+        run_stage(smk, failing, path="results/data/x.h5")
+    message = str(exit.value.code)
+    assert message.startswith("ERROR: failing failed: ValueError: results/data/x.h5 is damaged: rebuild it")
+    assert str(log) in message
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and "is damaged" not in stderr  # SystemExit prints the message, once
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text
+    assert "ERROR: failing failed: ValueError" in text and "ValueError: results/data/x.h5 is damaged" in text
+    assert "reading results/data/x.h5" in text
