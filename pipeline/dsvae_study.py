@@ -2,20 +2,20 @@
 
 DSVAE Table 1 (Sprites), per judge head a (a factor, or an order-free group of factors). The judge reads
 the real test clips x and clips generated from them; p(y|x) is its class distribution, its prediction the
-multiset nearest to p(y|x) (pipeline/heads.py: the argmax for a single factor).
+multiset nearest to p(y|x) (pipeline/heads.py: the argmax for a single factor). As DSVAE section 4.1 defines
+them, on pairs of a real clip and its generation:
 - Generation "recon": a static head's row keeps f (posterior mean of x) and draws z_1:T from the learned
   prior (evaluate.regenerate "fixed_static"); a dynamic head's row (the action) keeps z_1:T and draws
   f ~ p(f) ("fixed_dynamics").
-- Generation "random": f ~ p(f) and z_1:T from the prior ("prior"), for every head.
-- `disagreement`: the fraction of clips whose prediction of head a on the "recon" generation differs from
-  its prediction on the real clip (the judge on data against the judge on generated frames, not against
-  the ground truth: the judge's own errors cancel).
-- `KL(p_recon||p_data)`: KL(p_recon || p_data) = sum_y p_recon(y) log(p_recon(y) / p_data(y)) of the
-  class marginals p_data(y) = mean_x p(y | x) over the real clips and p_recon(y) = the same mean over the
-  "recon" generations; `KL(p_random||p_data)` the same for the "random" generations. A model whose
-  generations look like the data in attribute a has both near 0; a good "recon" keeps the disagreement
-  near 0 too.
-Each row is the mean and std over `evaluate.repeats` draws, `n` test clips each.
+- `disagreement`: the fraction of clips whose prediction of head a on the generation differs from its
+  prediction on the real clip (the judge on data against the judge on generated frames, not against the
+  ground truth: the judge's own errors cancel).
+- `KL(p_recon||p_data)`: the mean over clips of KL(p_recon || p_data) between the judge's distributions on
+  the generation and on its real clip (`pipeline.metrics.mean_kl`).
+- `KL(p_random||p_data)`: the mean over clips of KL(uniform || p_data), the paper's reference level (a
+  judge output that says nothing); it depends on the judge and the data, not on the model.
+Each row is the mean and std over `evaluate.repeats` draws, `n` test clips each; the published Table 1
+(`workflow/published/dsvae_table1.csv`) is printed beside ours.
 
 Stochastic vs deterministic dynamics (DSVAE section 4.3, Fig. 8) on the bouncing-ball dataset: for each
 model (the stochastic z_t, LSTM-f, LSTM-c) and each number k = 0 .. T-1 of consecutive missing frames at
@@ -78,20 +78,19 @@ _RECON = {"static": "fixed_static", "dynamic": "fixed_dynamics"}  # what a head'
 def table1_scores(
     data_probs: dict[str, np.ndarray],
     recon_probs: dict[str, dict[str, np.ndarray]],
-    random_probs: dict[str, np.ndarray],
     judge_heads: list[heads.JudgeHead],
 ) -> dict[tuple[str, str], float]:
-    """One repeat of DSVAE Table 1 from judge outputs p(y|x) (N, K) per head: on the real clips, on the
-    "recon" generations of each direction ({direction: {head: ...}}) and on the "random" ones.
-    Returns {(head, metric): value}."""
+    """One repeat of DSVAE Table 1 from judge outputs p(y|x) (N, K) per head: on the real clips and on the
+    "recon" generations of each direction ({direction: {head: ...}}). Returns {(head, metric): value}."""
     scores = {}
     for head in judge_heads:
-        recon = recon_probs[_RECON[head.kind]][head.name]
-        same = (heads.predict(head, recon) == heads.predict(head, data_probs[head.name])).all(axis=1)
+        recon, data = recon_probs[_RECON[head.kind]][head.name], data_probs[head.name]
+        same = (heads.predict(head, recon) == heads.predict(head, data)).all(axis=1)
         scores[head.name, "disagreement"] = float(1.0 - same.mean())
-        scores[head.name, "KL(p_recon||p_data)"] = metrics.marginal_kl(recon, data_probs[head.name])
-        scores[head.name, "KL(p_random||p_data)"] = metrics.marginal_kl(
-            random_probs[head.name], data_probs[head.name]
+        scores[head.name, "KL(p_recon||p_data)"] = metrics.mean_kl(recon, data)
+        uniform = np.full((1, head.n_classes), 1.0 / head.n_classes)
+        scores[head.name, "KL(p_random||p_data)"] = metrics.mean_kl(
+            np.broadcast_to(uniform, data.shape), data
         )
     return scores
 
@@ -117,10 +116,12 @@ def make_dsvae_table1(
     output: str,
     output_md: str,
     config: dict,
+    published: str | None = None,
 ) -> None:
     """DSVAE Table 1 (module docstring) of each model (`methods` and `seeds` name their row and training
     seed, in order) on `dataset`'s test split; tidy rows (TABLE1_COLUMNS, mean and std over the training
-    seeds of each row) to `output`, one grid per method to the Markdown `output_md`."""
+    seeds of each row, then the `published` rows labelled as such) to `output`, one grid per method to the
+    Markdown `output_md`."""
     device = resolve_device(config["device"])
     part = config["evaluate"]
     bf16 = resolve_bf16(config["train"]["bf16"], device)
@@ -140,8 +141,7 @@ def make_dsvae_table1(
             recon = {
                 keep: judge_generations(net, judge_net, means, keep=keep, **batch) for keep in _RECON.values()
             }
-            random = judge_generations(net, judge_net, means, keep="prior", **batch)
-            runs.append(table1_scores(data_probs, recon, random, judge_heads))
+            runs.append(table1_scores(data_probs, recon, judge_heads))
         kinds = {h.name: h.kind for h in judge_heads}
         for (head, metric), (mean, std) in metrics.mean_std(runs).items():
             rows.append(
@@ -163,7 +163,12 @@ def make_dsvae_table1(
             {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()},
         )
     keys = ["dataset", "method", "attribute", "kind", "metric"]
-    table = over_seeds(pd.DataFrame(rows), keys).reindex(columns=TABLE1_COLUMNS)
+    table = over_seeds(pd.DataFrame(rows), keys).reindex(columns=TABLE1_COLUMNS + ["source"])
+    table["source"] = "seqdis"
+    if published is not None:
+        reference = pd.read_csv(published)
+        reference = reference.assign(method="published: " + reference["method"])
+        table = pd.concat([table, reference.reindex(columns=table.columns)], ignore_index=True)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(output_md) as tmp:

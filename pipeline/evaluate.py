@@ -68,17 +68,13 @@ def protocol_of(dataset_name: str) -> Protocol:
 
 @torch.no_grad()
 def regenerate(model: nn.Module, static: Tensor, dynamic: Tensor, keep: str) -> Tensor:
-    """Decode posterior means (B, D_f), (B, T, D_z): keep one latent, draw the other from its prior; with
-    keep = "prior", draw both (DSVAE's random generations)."""
+    """Decode posterior means (B, D_f), (B, T, D_z): keep one latent, draw the other from its prior."""
     B, T = dynamic.shape[:2]
     if keep == "fixed_dynamics":
         return model.decode(model.sample_static(B, like=static), dynamic)
     if keep == "fixed_static":
         return model.decode(static, model.sample_dynamic(B, T, like=dynamic, static=static))
-    if keep == "prior":
-        drawn = model.sample_static(B, like=static)
-        return model.decode(drawn, model.sample_dynamic(B, T, like=dynamic, static=drawn))
-    raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS} or 'prior'")
+    raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS}")
 
 
 @torch.no_grad()

@@ -44,11 +44,12 @@ def wrong_pixels(predicted: np.ndarray, target: np.ndarray) -> float:
     return float(((predicted > 0.5) != (target > 0.5)).mean())
 
 
-def marginal_kl(probs: np.ndarray, reference: np.ndarray) -> float:
-    """KL(p || q) of the class marginals of two sets of judge outputs, p = mean of probs (n, K) and
-    q = mean of reference (m, K): DSVAE Table 1's KL(p_recon || p_data) and KL(p_random || p_data)."""
+def mean_kl(probs: np.ndarray, reference: np.ndarray) -> float:
+    """The mean over rows of KL(p_i || q_i) for paired distributions p (n, K) and q (n, K), or q (1, K)
+    shared by every row: DSVAE Table 1's KL[p_recon || p_data] (a generated clip against its real clip) and
+    KL[p_random || p_data] (the uniform distribution against each real clip)."""
     # float64 and renormalised: float32 softmax rows sum to 1 only within ~1e-7, enough to turn a KL of
-    # near-identical marginals negative
-    p, q = (np.clip(a.astype(np.float64).mean(axis=0), 1e-12, None) for a in (probs, reference))
-    p, q = p / p.sum(), q / q.sum()
-    return float((p * (np.log(p) - np.log(q))).sum())
+    # near-identical distributions negative
+    p, q = (np.clip(a.astype(np.float64), 1e-12, None) for a in (probs, reference))
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    return float((p * (np.log(p) - np.log(q))).sum(axis=1).mean())

@@ -26,30 +26,34 @@ def one_hot(classes: list[int], k: int) -> np.ndarray:
     return np.eye(k)[classes]
 
 
-def test_marginal_kl_of_the_class_marginals():
-    p = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # marginal (3/4, 1/4)
-    q = np.array([[0.5, 0.5]])
-    expected = 0.75 * np.log(0.75 / 0.5) + 0.25 * np.log(0.25 / 0.5)
-    assert metrics.marginal_kl(p, q) == pytest.approx(expected)
-    assert metrics.marginal_kl(q, q) == pytest.approx(0.0)
+def test_mean_kl_of_paired_distributions():
+    p = np.array([[0.75, 0.25], [0.5, 0.5]])
+    q = np.array([[0.5, 0.5], [0.5, 0.5]])
+    expected = (0.75 * np.log(0.75 / 0.5) + 0.25 * np.log(0.25 / 0.5)) / 2  # the second pair is equal
+    assert metrics.mean_kl(p, q) == pytest.approx(expected)
+    assert metrics.mean_kl(q, q) == pytest.approx(0.0)
 
 
 def test_table1_scores_on_hand_made_judge_outputs():
-    data = {"hair": one_hot([0, 0, 1, 1], 2), "action": one_hot([0, 1, 2, 0], 3)}
+    data = {
+        "hair": np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]]),
+        "action": one_hot([0, 1, 2, 0], 3),
+    }
     # f kept: hair recognised on 3 of 4 clips; z kept: the action on every clip.
     recon = {
-        "fixed_static": {"hair": one_hot([0, 0, 1, 0], 2), "action": one_hot([1, 1, 1, 1], 3)},
+        "fixed_static": {"hair": data["hair"][[0, 1, 2, 0]], "action": one_hot([1, 1, 1, 1], 3)},
         "fixed_dynamics": {"hair": one_hot([1, 1, 1, 1], 2), "action": one_hot([0, 1, 2, 0], 3)},
     }
-    random = {"hair": one_hot([0, 0, 0, 0], 2), "action": one_hot([0, 1, 2, 0], 3)}
-    scores = table1_scores(data, recon, random, HEADS)
+    scores = table1_scores(data, recon, HEADS)
     assert scores["hair", "disagreement"] == pytest.approx(0.25)
     assert scores["action", "disagreement"] == pytest.approx(0.0)  # read from the fixed_dynamics clips
-    assert scores["action", "KL(p_recon||p_data)"] == pytest.approx(0.0)
-    assert scores["action", "KL(p_random||p_data)"] == pytest.approx(0.0)
-    # hair: p_recon = (3/4, 1/4), p_random = (1, 0), p_data = (1/2, 1/2)
-    assert scores["hair", "KL(p_recon||p_data)"] == pytest.approx(0.75 * np.log(1.5) + 0.25 * np.log(0.5))
-    assert scores["hair", "KL(p_random||p_data)"] == pytest.approx(np.log(2.0))
+    assert scores["action", "KL(p_recon||p_data)"] == pytest.approx(0.0, abs=1e-9)
+    # hair: three clips equal to their real clip, the fourth (0.9, 0.1) against (0.1, 0.9)
+    flipped = 0.9 * np.log(9) + 0.1 * np.log(1 / 9)
+    assert scores["hair", "KL(p_recon||p_data)"] == pytest.approx(flipped / 4)
+    # uniform against (0.9, 0.1) or (0.1, 0.9): the paper's reference level, whatever the model does
+    reference = 0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(0.5 / 0.1)
+    assert scores["hair", "KL(p_random||p_data)"] == pytest.approx(reference)
 
 
 class HalfBlind(torch.nn.Module):

@@ -4,6 +4,7 @@ rule make_dsvae_table1:
         models=[path for _, _, path in DSVAE_TABLE1_MODELS],
         judge="results/judges/sprites/judge.pt",
         dataset="results/data/sprites.h5",
+        published="workflow/published/dsvae_table1.csv",
     output:
         csv=report("results/tables/dsvae_table1.csv", category="Tables"),
         md="results/tables/dsvae_table1.md",

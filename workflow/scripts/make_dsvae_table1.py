@@ -9,6 +9,7 @@ run_stage(
     seeds=[int(seed) for seed in snakemake.params.seeds],
     judge=snakemake.input.judge,
     dataset=snakemake.input.dataset,
+    published=snakemake.input.published,
     output=snakemake.output.csv,
     output_md=snakemake.output.md,
     config=snakemake.config,
