@@ -92,7 +92,8 @@ def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
     """S3VAE `full` at the preset's sizes, built as `train_model` builds it, and the resolved config."""
     config = config_io.load(overrides={"preset": preset})
     no_labels = ClipSet(frames=torch.empty(0), targets={}, factors=())
-    return s3vae_config(config, variant_of(config, "full")[1], no_labels, (T, SIZE, SIZE, CHANNELS)), config
+    attrs = {"name": "sprites", "frame_shape": (T, SIZE, SIZE, CHANNELS)}
+    return s3vae_config(config, variant_of(config, "full")[1], no_labels, attrs), config
 
 
 def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:
@@ -113,6 +114,66 @@ def count_flops(config: models.S3VAEConfig, batch_size: int, topk: int) -> int:
     with counter:
         model.loss(x, model(x), targets, dataset_size=DATASET_SIZE)["loss"].backward()
     return counter.get_total_flops()
+
+
+def matmul_roofline(device: str, threads: int | None, dtype: torch.dtype, size: int = 2048) -> float:
+    """GFLOP/s of a large square matmul on `device` with `threads` threads: the practical peak that a
+    training step's GFLOP/s is held against, measured in the same run (the CPU model varies between
+    machines, and bf16 is fast only where it is native)."""
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(5):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def profile_step(
+    *,
+    config: models.S3VAEConfig,
+    lr: float,
+    topk: int,
+    device: str,
+    threads: int | None,
+    batch_size: int,
+    steps: int,
+    rows: int = 15,
+) -> None:
+    """Print the operators that take the training step's time (torch.profiler, self time), `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = models.S3VAE(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x, targets = random_batch(batch_size, topk, config.dfp_classes, device)
+    bf16 = config_io.resolve_bf16("auto", device)
+
+    def step() -> None:
+        with autocast(device, bf16):
+            loss = model.loss(x, model(x), targets, dataset_size=DATASET_SIZE)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
+        optimizer.step()
+
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(f"profile of {steps} training steps ({'bf16' if bf16 else 'fp32'}), operators by self time:")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 def _reset_peak_rss() -> bool:
@@ -264,8 +325,10 @@ def describe_device(device: str) -> str:
     return f"{name}, {torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(native)}"
 
 
-def report(results: dict, *, config: models.S3VAEConfig, flops: int, args, threads: int | None) -> None:
-    """Print the set-up, one row per configuration, the legend and the target."""
+def report(
+    results: dict, *, config: models.S3VAEConfig, flops: int, args, threads: int | None, roofs: dict
+) -> None:
+    """Print the set-up, the matmul rooflines, one row per configuration, the legend and the target."""
     c = config
     print(
         f"S3VAE full (scc {c.scc_weight:g}, dfp {c.dfp_weight:g}, mi {c.mi_weight:g}, "
@@ -280,10 +343,15 @@ def report(results: dict, *, config: models.S3VAEConfig, flops: int, args, threa
     )
     print(f"FLOPs per training step (forward + loss + backward): {flops / 1e9:.1f} GFLOP")
     memory = "peak CUDA memory allocated" if args.device == "cuda" else "peak RSS"
-    print(f"memory: {memory}; '+MiB' is its rise over the state before the first step\n")
+    print(f"memory: {memory}; '+MiB' is its rise over the state before the first step")
     print(
-        f"{'config':<17}{'seq/s':>8}{'ms/step':>10}{'GFLOP/s':>9}{'1st step s':>12}{'peak MiB':>10}"
-        f"{'+MiB':>8}{'speedup':>9}"
+        "roofline (2048^3 matmul, same threads, this run): "
+        + ", ".join(f"{name} {gflops:.0f} GFLOP/s" for name, gflops in roofs.items())
+        + "; '% roof' holds each row against its numerics' roof\n"
+    )
+    print(
+        f"{'config':<17}{'seq/s':>8}{'ms/step':>10}{'GFLOP/s':>9}{'% roof':>8}{'1st step s':>12}"
+        f"{'peak MiB':>10}{'+MiB':>8}{'speedup':>9}"
     )
     status, base = results[BASELINE]
     base_s = base["step_s"] if status == "ok" else None
@@ -296,9 +364,11 @@ def report(results: dict, *, config: models.S3VAEConfig, flops: int, args, threa
         speedups[name] = base_s / step_s if base_s else None
         added = "-" if r["added_bytes"] is None else f"{r['added_bytes'] / 2**20:.0f}"
         speedup = f"{speedups[name]:.2f}x" if base_s else "-"
+        roof = roofs["bf16" if SETUPS[name].bf16 else "fp32"]
         print(
             f"{name:<17}{args.batch_size / step_s:>8.1f}{1e3 * step_s:>10.0f}{flops / step_s / 1e9:>9.1f}"
-            f"{r['first_s']:>12.1f}{r['peak_bytes'] / 2**20:>10.0f}{added:>8}{speedup:>9}"
+            f"{100 * flops / step_s / 1e9 / roof:>7.0f}%{r['first_s']:>12.1f}{r['peak_bytes'] / 2**20:>10.0f}"
+            f"{added:>8}{speedup:>9}"
         )
     print()
     for name in results:
@@ -332,6 +402,7 @@ def main() -> None:
     parser.add_argument("--configs", default=None, help=f"comma-separated subset of {', '.join(SETUPS)}")
     parser.add_argument("--compile", action="store_true", help="add the *-compile setups (minutes on a CPU)")
     parser.add_argument("--compile-timeout", type=float, default=600, help="seconds a compiled run may take")
+    parser.add_argument("--profile", action="store_true", help="also print the step's operators by self time")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
@@ -360,11 +431,18 @@ def main() -> None:
         "steps": args.steps,
         "warmup": args.warmup,
     }
+    roofs = {
+        "fp32": matmul_roofline(args.device, threads, torch.float32),
+        "bf16": matmul_roofline(args.device, threads, torch.bfloat16),
+    }
     results = {}
     for name in names:
         results[name] = measure_in_child(name, kwargs, args.compile_timeout if SETUPS[name].compile else None)
         print(f"  measured {name}: {results[name][0]}", file=sys.stderr, flush=True)
-    report(results, config=config, flops=flops, args=args, threads=threads)
+    report(results, config=config, flops=flops, args=args, threads=threads, roofs=roofs)
+    if args.profile:
+        print()
+        profile_step(**{k: v for k, v in kwargs.items() if k != "warmup"})
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ batch is sliced from memory, which keeps the loader far ahead of the model (benc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def resident(self, device: str | torch.device) -> ClipSet:
+        """The clips held on `device` when it is a GPU (Sprites' 885 MB fit many times over), so a batch is
+        sliced there instead of copied from the host every step; on the CPU, the clips as they are."""
+        if torch.device(device).type == "cpu":
+            return self
+        return dataclasses.replace(
+            self,
+            frames=self.frames.to(device),
+            targets={name: t.to(device) for name, t in self.targets.items()},
+        )
+
     def batch(self, index: Tensor, device: str | torch.device = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
         x = to_input(self.frames[index].to(device, non_blocking=True))  # (B, T, C, H, W)
         return x, {name: t[index].to(device, non_blocking=True) for name, t in self.targets.items()}
@@ -53,6 +65,7 @@ class ClipSet:
         drop_last: bool = False,
     ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        order = order.to(self.frames.device)
         stop = len(self) - len(self) % batch_size if drop_last else len(self)
         for start in range(0, stop, batch_size):
             yield self.batch(order[start : start + batch_size], device)

@@ -67,8 +67,36 @@ def autocast(device: str, bf16: bool):
     return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
-    return {name: value / max(count, 1) for name, value in sums.items()}
+SYNC_EVERY = 50  # steps between host reads of the loss (NaN check, progress bar): each waits for the GPU
+
+
+class TermSums:
+    """Running sums of loss terms weighted by batch size, kept on the device: the host reads them only in
+    `check` (every SYNC_EVERY steps) and `means` (once an epoch), so a GPU step never waits for it."""
+
+    def __init__(self):
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: dict[str, Tensor], count: int) -> None:
+        for name, value in terms.items():
+            weighted = value.detach().float() * count
+            self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
+        self.count += count
+
+    def check(self, epoch: int, bar=None) -> None:
+        """Stop on a non-finite loss; show the running mean loss on the bar."""
+        if "loss" not in self.sums:
+            return
+        loss = self.sums["loss"].item() / max(self.count, 1)
+        if not math.isfinite(loss):
+            terms = {name: value.item() / self.count for name, value in self.sums.items()}
+            raise FloatingPointError(f"non-finite loss in epoch {epoch + 1} (running means {terms})")
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.1f}", refresh=False)
+
+    def means(self) -> dict[str, float]:
+        return {name: value.item() / max(self.count, 1) for name, value in self.sums.items()}
 
 
 def _epoch_batches(data: ClipSet, s: TrainSettings, epoch: int):
@@ -84,15 +112,9 @@ def _epoch_batches(data: ClipSet, s: TrainSettings, epoch: int):
     )
 
 
-def _add_terms(sums: dict[str, float], terms: dict[str, Tensor], count: int) -> None:
-    for name, value in terms.items():
-        sums[name] = sums.get(name, 0.0) + value.item() * count
-
-
-def _update(optimizer, loss: Tensor, parameters, epoch: int, terms: dict[str, Tensor]) -> None:
-    """One optimiser step on `loss`; a non-finite loss stops training before it touches the weights."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite loss {loss.item()} in epoch {epoch + 1}: {terms}")
+def _update(optimizer, loss: Tensor, parameters) -> None:
+    """One optimiser step on `loss` (a non-finite loss is caught by TermSums.check within SYNC_EVERY steps,
+    before the epoch's checkpoint is written)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(parameters, 1e4)
@@ -103,29 +125,29 @@ def train_one_epoch(
     model, loss_fn: LossFn, data: ClipSet, optimizer, scheduler, s: TrainSettings, epoch: int
 ):
     model.train()
-    sums: dict[str, float] = {}
-    count = 0
+    sums = TermSums()
     bar = _epoch_batches(data, s, epoch)
-    for x, targets in bar:
+    for step, (x, targets) in enumerate(bar, start=1):
         with autocast(s.device, s.bf16):
             terms = loss_fn(model, x, targets)
-        _update(optimizer, terms["loss"], model.parameters(), epoch, terms)
+        _update(optimizer, terms["loss"], model.parameters())
         scheduler.step()
-        _add_terms(sums, terms, len(x))
-        count += len(x)
-        bar.set_postfix(loss=f"{terms['loss'].item():.1f}", refresh=False)
-    return _mean_terms(sums, count)
+        sums.add(terms, len(x))
+        if step % SYNC_EVERY == 0:
+            sums.check(epoch, bar)
+    sums.check(epoch)
+    return sums.means()
 
 
 @torch.no_grad()
 def evaluate(model, loss_fn: LossFn, data: ClipSet, s: TrainSettings) -> dict[str, float]:
     model.eval()
-    sums: dict[str, float] = {}
+    sums = TermSums()
     for x, targets in data.batches(s.batch_size, shuffle=False, device=s.device):
         with autocast(s.device, s.bf16):
             terms = loss_fn(model, x, targets)
-        _add_terms(sums, terms, len(x))
-    return _mean_terms(sums, len(data))
+        sums.add(terms, len(x))
+    return sums.means()
 
 
 class MetricsLog:
@@ -270,6 +292,7 @@ def fit(
     """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
     s = settings
     model.to(s.device)
+    train_set, test_set = train_set.resident(s.device), test_set.resident(s.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     steps = steps_per_epoch(train_set, s)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -318,21 +341,23 @@ def train_gan_one_epoch(model, data: ClipSet, optimizers, s: TrainSettings, epoc
     generator step on a fresh fake batch (MoCoGAN's alternating updates, one of each per batch)."""
     d_optimizer, g_optimizer = optimizers
     model.train()
-    sums: dict[str, float] = {}
-    count = 0
-    for x, _ in _epoch_batches(data, s, epoch):
+    sums = TermSums()
+    bar = _epoch_batches(data, s, epoch)
+    for step, (x, _) in enumerate(bar, start=1):
         B, T = x.shape[:2]
         with autocast(s.device, s.bf16):
             with torch.no_grad():
                 fake = model.generate(B, T)
             d_terms = model.discriminator_loss(x, fake)
-        _update(d_optimizer, d_terms["loss"], model.discriminator_parameters(), epoch, d_terms)
+        _update(d_optimizer, d_terms["loss"], model.discriminator_parameters())
         with autocast(s.device, s.bf16):
             g_terms = model.generator_loss(model.generate(B, T))
-        _update(g_optimizer, g_terms["loss"], model.generator_parameters(), epoch, g_terms)
-        _add_terms(sums, _gan_terms(d_terms, g_terms), B)
-        count += B
-    return _mean_terms(sums, count)
+        _update(g_optimizer, g_terms["loss"], model.generator_parameters())
+        sums.add(_gan_terms(d_terms, g_terms), B)
+        if step % SYNC_EVERY == 0:
+            sums.check(epoch, bar)
+    sums.check(epoch)
+    return sums.means()
 
 
 def fit_gan(
@@ -349,6 +374,7 @@ def fit_gan(
     `fit`'s (`run_epochs`)."""
     s = settings
     model.to(s.device)
+    train_set, test_set = train_set.resident(s.device), test_set.resident(s.device)
     d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=s.lr, betas=GAN_BETAS)
     g_optimizer = torch.optim.Adam(model.generator_parameters(), lr=s.lr, betas=GAN_BETAS)
     run_epochs(
