@@ -89,8 +89,8 @@ def test_every_conda_env_file_exists():
 def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
     result = snakemake("-n", "results/tables/table1.csv", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
-    n_methods = len(CONFIG["methods"])
-    assert n_methods == 10 and CONFIG["datasets"] == ["sprites", "smmnist"]
+    n_methods, seeds = len(CONFIG["methods"]), CONFIG["train"]["seeds"]
+    assert n_methods == 10 and CONFIG["datasets"] == ["sprites", "smmnist"] and seeds == 3
     assert {"mocogan", "dsvae", "dsvae_full", "unordered"} <= set(CONFIG["methods"])
     assert job_counts(result.stdout) == {
         "download_source": 2,
@@ -98,13 +98,15 @@ def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
         "build_smmnist": 1,
         "label_flow": 2,
         "train_judge": 2,
-        "train_model": 2 * n_methods,
-        "evaluate_model": 2 * n_methods,
+        "train_model": 2 * n_methods * seeds,
+        "evaluate_model": 2 * n_methods * seeds,
+        "diagnose_model": 2 * (n_methods - 1) * seeds,  # every row but MoCoGAN, which has no encoder
         "make_table": 1,
     }
     for dataset in CONFIG["datasets"]:
         for method in CONFIG["methods"]:
-            assert f"results/models/{dataset}/{method}/model.pt" in result.stdout
+            for seed in range(seeds):
+                assert f"results/models/{dataset}/{method}/seed{seed}/model.pt" in result.stdout
 
 
 @pytest.mark.slow
@@ -112,6 +114,7 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
     result = snakemake("-n", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
     n_methods, n_dynamics = len(CONFIG["methods"]), len(CONFIG["dynamics_methods"])
+    seeds = CONFIG["train"]["seeds"]
     video = CONFIG["datasets"] + ["dsprites"]  # Table 1's columns and the dSprites table
     n_unordered = sum(CONFIG["variants"][m].get("family") == "unordered" for m in CONFIG["methods"])
     assert job_counts(result.stdout) == {
@@ -122,8 +125,9 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
         "build_bouncing": 1,
         "label_flow": len(video),
         "train_judge": len(video),
-        "train_model": len(video) * n_methods + n_dynamics,
-        "evaluate_model": len(video) * n_methods,
+        "train_model": (len(video) * n_methods + n_dynamics) * seeds,
+        "evaluate_model": len(video) * n_methods * seeds,
+        "diagnose_model": len(video) * (n_methods - 1) * seeds,
         "plot_figures": len(video) * n_methods,
         "plot_latent_space": len(video) * n_unordered,
         "make_table": 2,
@@ -132,7 +136,7 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
         "all": 1,
     }
     for method in CONFIG["dynamics_methods"]:
-        assert f"results/models/bouncing/{method}/model.pt" in result.stdout
+        assert f"results/models/bouncing/{method}/seed{seeds - 1}/model.pt" in result.stdout
 
 
 @pytest.mark.slow
@@ -143,14 +147,14 @@ def test_dsvae_tables_are_their_own_targets(clean_copy: Path):
         "download_source": 1,
         "build_sprites": 1,
         "train_judge": 1,
-        "train_model": len(CONFIG["dsvae_table1_methods"]),
+        "train_model": len(CONFIG["dsvae_table1_methods"]) * CONFIG["train"]["seeds"],
         "make_dsvae_table1": 1,
     }  # no flow labels: DSVAE does not train on them
     result = snakemake("-n", "results/tables/dsvae_dynamics.csv", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
     assert job_counts(result.stdout) == {
         "build_bouncing": 1,
-        "train_model": len(CONFIG["dynamics_methods"]),
+        "train_model": len(CONFIG["dynamics_methods"]) * CONFIG["train"]["seeds"],
         "evaluate_dynamics": 1,
     }
 
@@ -161,7 +165,8 @@ def test_dsprites_table_needs_no_download(clean_copy: Path):
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
     assert "download_source" not in counts
-    assert counts["build_dsprites"] == 1 and counts["train_model"] == len(CONFIG["methods"])
+    assert counts["build_dsprites"] == 1
+    assert counts["train_model"] == len(CONFIG["methods"]) * CONFIG["train"]["seeds"]
 
 
 @pytest.mark.slow
@@ -170,7 +175,8 @@ def test_slurm_profile_dry_run(clean_copy: Path):
         "-n", "--profile", "workflow/profiles/slurm", "results/tables/table1.csv", cwd=clean_copy
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert job_counts(result.stdout)["train_model"] == len(CONFIG["datasets"]) * len(CONFIG["methods"])
+    trainings = len(CONFIG["datasets"]) * len(CONFIG["methods"]) * CONFIG["train"]["seeds"]
+    assert job_counts(result.stdout)["train_model"] == trainings
     # The profile as committed keeps its placeholders: the dry run warns and names the keys to fill.
     assert "WARNING: the profile leaves default-resources slurm_partition=YOUR_PARTITION" in result.stdout
     assert "fill in slurm_account, slurm_partition" in result.stdout
@@ -271,7 +277,8 @@ def test_the_rule_graph_is_dot(clean_copy: Path):
 def test_preset_on_the_command_line_selects_the_methods(clean_copy: Path):
     result = snakemake("-n", "results/tables/table1.csv", "--config", "preset=smoke", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert job_counts(result.stdout)["train_model"] == len(CONFIG["datasets"]) * len(SMOKE["methods"])
+    trainings = len(CONFIG["datasets"]) * len(SMOKE["methods"]) * SMOKE["train"]["seeds"]
+    assert job_counts(result.stdout)["train_model"] == trainings
 
 
 @pytest.mark.slow
@@ -291,15 +298,28 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert not (work / "resources").exists(), "the dSprites path must not download anything"
 
     table = pd.read_csv(work / target)
-    assert list(table.columns) == ["dataset", "method", "metric", "value", "std", "n", "source"]
+    assert list(table.columns) == [
+        "dataset",
+        "method",
+        "metric",
+        "value",
+        "std",
+        "seeds",
+        "std_repeats",
+        "n",
+    ] + ["source"]
     assert (table["source"] == "seqdis").all() and (table["dataset"] == "dsprites").all()
+    assert (table["seeds"] == SMOKE["train"]["seeds"]).all()
     assert sorted(table["method"].unique()) == sorted(SMOKE["methods"])
     for method in SMOKE["methods"]:
         metrics = set(table.loc[table["method"] == method, "metric"])
         assert {"Acc", "IS", "H(y|x)", "H(y)", "Acc/fixed_dynamics", "Acc/fixed_static"} <= metrics
         assert {"Acc/fixed_static/shape", "Acc/fixed_static/color", "Acc/fixed_static/scale"} <= metrics
     assert table["value"].notna().all()
-    assert (work / "results" / "tables" / "dsprites.md").exists()
+    markdown = (work / "results" / "tables" / "dsprites.md").read_text()
+    assert "linear probes of the posterior means" in markdown and "judge on reconstructions" in markdown
+    diagnostics = work / "results" / "metrics" / "dsprites" / "full" / "seed0_diagnostics.csv"
+    assert set(pd.read_csv(diagnostics)["diagnostic"]) == {"ceiling", "swap", "probe", "loss"}
     for figure in figures + [
         "results/figures/dsprites/unordered_zgrid.png",
         "results/figures/dsprites/unordered_ztrace.png",
@@ -312,8 +332,9 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     rerun = snakemake("-n", target, *figures, "--forcerun", "train_model", *config, cwd=work)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     counts = job_counts(rerun.stdout)
-    n = len(SMOKE["methods"])
-    assert counts["train_model"] == n and counts["evaluate_model"] == n and counts["plot_figures"] == n
+    n, seeds = len(SMOKE["methods"]), SMOKE["train"]["seeds"]
+    assert counts["train_model"] == n * seeds and counts["evaluate_model"] == n * seeds
+    assert counts["plot_figures"] == n
     assert counts["make_table"] == 1
     for upstream in ("build_dsprites", "label_flow", "train_judge"):
         assert upstream not in counts, f"--forcerun train_model reran {upstream}"
@@ -364,4 +385,5 @@ def test_smoke_dynamics_study_end_to_end(tmp_path: Path):
     assert len(table) == frames * len(CONFIG["dynamics_methods"])
     assert sorted(table["missing_frames"].unique()) == list(range(frames))
     assert table["wrong_pixels"].between(0, 1).all()
+    assert (table["seeds"] == SMOKE["train"]["seeds"]).all() and table["std"].notna().all()
     assert (work / "results" / "tables" / "dsvae_dynamics.png").stat().st_size > 0
