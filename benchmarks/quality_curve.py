@@ -130,6 +130,15 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def report(table: pd.DataFrame, output: Path, title: str) -> None:
+    """Write the curve's CSV and plot to `output` and print it as a table."""
+    table.to_csv(output / "quality_curve.csv", index=False)
+    plot(table, output / "quality_curve.png", f"{title}: Acc against training epochs")
+    summary = table.pivot_table(index=["method", "epochs"], columns="metric", values="value", aggfunc="mean")
+    print(summary.round(3).to_string())
+    print(f"wrote {output / 'quality_curve.csv'} and {output / 'quality_curve.png'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", help="the sizes to train at (workflow/presets)")
@@ -139,7 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per row")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=str(ROOT / "results/benchmarks/quality_curve"))
+    parser.add_argument(
+        "--combine", nargs="+", default=None, metavar="CSV", help="plot these curves together, train nothing"
+    )
     args = parser.parse_args(argv)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if args.combine:  # curves trained in separate processes (one core each), drawn as one figure
+        table = pd.concat([pd.read_csv(path) for path in args.combine], ignore_index=True)
+        return report(table, output, str(table["dataset"].iloc[0]))
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     config = load(overrides={"preset": args.preset})
@@ -154,22 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     if config["train"]["lr_schedule"] != "constant":
         print("note: train.lr_schedule is not constant: the point at k epochs is not a k-epoch training")
     epochs = sorted({int(e) for e in args.epochs.split(",")})
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     rows = []
     for method in args.methods.split(","):
         for seed in range(args.seeds):
             rows += curve_of(config, method, seed, files, epochs, output / "runs")
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table.to_csv(output / "quality_curve.csv", index=False)
-    plot(
-        table,
-        output / "quality_curve.png",
-        f"{args.dataset}, preset {args.preset}: Acc against training epochs",
-    )
-    summary = table.pivot_table(index=["method", "epochs"], columns="metric", values="value", aggfunc="mean")
-    print(summary.round(3).to_string())
-    print(f"wrote {output / 'quality_curve.csv'} and {output / 'quality_curve.png'}")
+    report(pd.DataFrame(rows, columns=COLUMNS), output, f"{args.dataset}, preset {args.preset}")
 
 
 if __name__ == "__main__":

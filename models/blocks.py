@@ -225,6 +225,22 @@ class LSTMPrior(nn.Module):
         return torch.cat(samples, dim=1)
 
 
+def hide_colors(x: Tensor) -> Tensor:
+    """The clips x (B, T, C, H, W) in [0, 1] with their colours hidden and their shapes and motion kept: the
+    luminance, put through a random gamma curve (0.4 to 2.5, log-uniform) and a random gain (0.6 to 1.4),
+    one draw per clip for all its frames, in every channel. Black stays black, edges stay edges, and no
+    pixel value tells which colour it had."""
+    B, T, C = x.shape[:3]
+    luminance = (
+        x.mean(dim=2, keepdim=True)
+        if C != 3
+        else (x * x.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(2, keepdim=True)
+    )
+    gamma = torch.exp(torch.empty(B, 1, 1, 1, 1, device=x.device).uniform_(math.log(0.4), math.log(2.5)))
+    gain = torch.empty(B, 1, 1, 1, 1, device=x.device).uniform_(0.6, 1.4)
+    return (luminance.clamp_min(0.0) ** gamma * gain).clamp(0.0, 1.0).expand(B, T, C, *x.shape[3:])
+
+
 def bidirectional_summary(out: Tensor) -> Tensor:
     """Clip summary from a bidirectional LSTM's outputs (B, T, 2H): the forward pass's last step and the
     backward pass's first step, the two states that have read every frame. Returns (B, 2H)."""

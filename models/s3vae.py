@@ -37,6 +37,7 @@ from models.blocks import (
     bidirectional_summary,
     elbo_terms,
     frame_codec,
+    hide_colors,
     mlp,
 )
 
@@ -57,6 +58,10 @@ class S3VAEConfig:
     kl_static_weight: float = 1.0  # beta of KL(q(z_f | x) || p(z_f)); 1 is Eq. 5
     kl_dynamic_weight: float = 1.0  # beta of the sum over t of KL(q(z_t | x_<=t) || p(z_t | z_<t))
     swap_weight: float = 0.0  # latent-swap consistency, beyond the paper (`loss`)
+    color_blind_dynamics: bool = False  # beyond the paper: q(z_t) reads clips without colour in training
+    # q(z_t | x_<=t) from a causal LSTM (the paper), or q(z_t | x_t) from frame t alone ("frame", DSVAE's
+    # factorised q), beyond the paper
+    dynamic_encoder: str = "causal"
     scc_weight: float = 0.0
     scc_margin: float = 1.0
     dfp_weight: float = 0.0
@@ -151,8 +156,16 @@ class S3VAE(nn.Module):
         # z_f sees the whole clip in both directions; z_t only the past (causal).
         self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
         self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
-        self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
-        self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
+        if c.dynamic_encoder == "causal":
+            self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
+            self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
+        else:
+            self.dynamic_lstm = None
+            self.dynamic_head = nn.Sequential(
+                nn.Linear(c.frame_dim, c.hidden_dim),
+                nn.LeakyReLU(0.2),
+                GaussianHead(c.hidden_dim, c.dynamic_dim),
+            )
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim)
         self.dfp_head = mlp(c.dynamic_dim, c.hidden_dim, c.dfp_classes) if c.dfp_weight > 0 else None
         use_labels = c.supervised_weight > 0
@@ -178,6 +191,8 @@ class S3VAE(nn.Module):
         return self.static_head(bidirectional_summary(out))
 
     def encode_dynamic(self, features: Tensor) -> Gaussian:
+        if self.dynamic_lstm is None:
+            return self.dynamic_head(features)  # q(z_t | x_t), (B, T, D_z)
         out, _ = self.dynamic_lstm(features)  # (B, T, H)
         return self.dynamic_head(out)
 
@@ -202,7 +217,11 @@ class S3VAE(nn.Module):
     def forward(self, x: Tensor) -> S3VAEOutput:
         features = self.frame_encoder(x)  # (B, T, D_h)
         static = self.encode_static(features)
-        dynamic = self.encode_dynamic(features)
+        if self.training and self.config.color_blind_dynamics:
+            # Colour is a static factor: a z_t that cannot see it leaves it to z_f (blocks.hide_colors).
+            dynamic = self.encode_dynamic(self.frame_encoder(hide_colors(x)))
+        else:
+            dynamic = self.encode_dynamic(features)
         static_sample = static.rsample()  # (B, D_f)
         dynamic_sample = dynamic.rsample()  # (B, T, D_z)
         return S3VAEOutput(
@@ -216,6 +235,13 @@ class S3VAE(nn.Module):
         )
 
     # --- objective ---------------------------------------------------------------------------------
+    def dfp_labels(self, targets: dict[str, Tensor], B: int, T: int, device) -> Tensor:
+        """L_DFP's per-frame binary targets: top-k flow cells one-hot (B, T, G*G), or silence (B, T, 1)."""
+        if self.config.dfp_target == "silence":
+            return targets["silence"].float()[..., None]
+        cells = targets["flow_topk"].long()  # (B, T, k)
+        return torch.zeros(B, T, self.config.dfp_classes, device=device).scatter_(-1, cells, 1.0)
+
     def loss(
         self, x: Tensor, out: S3VAEOutput, targets: dict[str, Tensor], dataset_size: int
     ) -> dict[str, Tensor]:
@@ -255,11 +281,8 @@ class S3VAE(nn.Module):
             total = total + c.scc_weight * terms["scc"]
 
         if c.dfp_weight > 0:
+            hot = self.dfp_labels(targets, B, T, x.device)  # (B, T, G*G) or (B, T, 1)
             logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G) or (B, T, 1)
-            if c.dfp_target == "silence":
-                hot = targets["silence"].float()[..., None]  # (B, T, 1)
-            else:
-                hot = torch.zeros_like(logits).scatter_(-1, targets["flow_topk"].long(), 1.0)  # (B, T, G*G)
             terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / B
             total = total + c.dfp_weight * terms["dfp"]
 

@@ -44,7 +44,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
 
 def variant_of(config: dict, method: str) -> tuple[str, dict]:
     """The family of a `variants` entry and its model settings (unset ones and the row's `epochs` dropped)."""
-    settings = {k: v for k, v in config["variants"][method].items() if v is not None and k != "epochs"}
+    training = ("epochs", "seeds")  # the row's training budget, not model settings
+    settings = {k: v for k, v in config["variants"][method].items() if v is not None and k not in training}
     return settings.pop("family", "s3vae"), settings
 
 
@@ -117,6 +118,11 @@ FAMILIES = {
     "unordered": Family(unordered_config),
     "mocogan": Family(mocogan_config, adversarial=True, encoder=False),
 }
+
+
+def seeds_of(config: dict, method: str) -> list[int]:
+    """The training seeds of row `method`: its own `seeds` count where it sets one, else train.seeds."""
+    return list(range(config["variants"][method].get("seeds") or config["train"]["seeds"]))
 
 
 def family_of(config: dict, method: str) -> Family:
@@ -320,6 +326,7 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
         frame_dim=part["frame_dim"],
         hidden_dim=part["hidden_dim"],
         heads={h.name: h.n_classes for h in heads.judge_heads(train_set.factors)},
+        pool=part["pool"],
     )
     judge = models.Judge(judge_config)
     settings = train_settings(config, config["judge"])

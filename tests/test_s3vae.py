@@ -10,7 +10,7 @@ from conftest import assert_adam_steps_lower
 from torch.distributions import Normal, kl_divergence
 
 from models import S3VAE, S3VAEConfig
-from models.blocks import Gaussian
+from models.blocks import LIKELIHOODS, Gaussian, hide_colors, pixel_nll
 from models.s3vae import mutual_information
 
 B, T, C, SIZE = 6, 5, 3, 16
@@ -315,3 +315,118 @@ def test_standard_like_is_a_unit_gaussian():
     x = torch.randn(3, 2)
     unit = Gaussian.standard_like(x)
     torch.testing.assert_close(unit.log_prob(x), Normal(0.0, 1.0).log_prob(x))
+
+
+# --- likelihoods -------------------------------------------------------------------------------------
+def test_gaussian_likelihood_is_the_squared_error_over_two_sigma_squared():
+    x, _ = batch()
+    recon = torch.rand_like(x)
+    squared = ((recon - x) ** 2).sum() / B
+    torch.testing.assert_close(pixel_nll(recon, x, "gaussian"), squared)  # sigma^2 = 1/2: the papers' loss
+    torch.testing.assert_close(pixel_nll(recon, x, "gaussian", sigma=0.1), squared / (2 * 0.01))
+
+
+def test_calibrated_gaussian_is_the_gaussian_at_its_best_sigma():
+    """The calibrated NLL is the full Gaussian NLL (with its D log sigma term) at sigma^2 = MSE, and no
+    other sigma gives a lower one."""
+    x, _ = batch()
+    recon = torch.rand_like(x)
+    D = x[0].numel()
+
+    def full_nll(sigma: float) -> float:
+        return float(pixel_nll(recon, x, "gaussian", sigma=sigma) + D * math.log(sigma))
+
+    mse = float(((recon - x) ** 2).mean())
+    calibrated = float(pixel_nll(recon, x, "gaussian_calibrated"))
+    assert calibrated == pytest.approx(full_nll(math.sqrt(mse)), rel=1e-5)
+    for factor in (0.5, 0.9, 1.1, 2.0):
+        assert full_nll(factor * math.sqrt(mse)) > calibrated
+
+
+def test_every_likelihood_trains_s3vae():
+    x, targets = batch()
+    for likelihood in LIKELIHOODS:
+        torch.manual_seed(0)
+        model = S3VAE(S3VAEConfig(**TINY, likelihood=likelihood))
+
+        def loss_at_fixed_noise(model=model) -> torch.Tensor:
+            torch.manual_seed(7)
+            return model.loss(x, model(x), targets, dataset_size=100)["loss"]
+
+        assert_adam_steps_lower(model, loss_at_fixed_noise, lr=1e-3)
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        pixel_nll(x, x, "poisson")
+
+
+# --- each regulariser acts --------------------------------------------------------------------------
+REGULARISERS = {
+    # weight field: (extra settings that switch the term's inputs on, the term's name)
+    "scc_weight": ({"scc_margin": 100.0}, "scc"),  # a margin no tiny model satisfies: the hinge is active
+    "dfp_weight": ({"dfp_classes": GRID * GRID}, "dfp"),
+    "mi_weight": ({}, "mi"),
+    "swap_weight": ({}, "swap"),
+    "kl_static_weight": ({}, "kl_static"),
+    "kl_dynamic_weight": ({}, "kl_dynamic"),
+}
+
+
+def _gradient(weight: str, value: float) -> torch.Tensor:
+    extra, _ = REGULARISERS[weight]
+    torch.manual_seed(0)
+    model = S3VAE(S3VAEConfig(**TINY, **extra, **{weight: value}))
+    x, targets = batch()
+    torch.manual_seed(7)  # the same posterior samples, shuffle and swap partners for every weight
+    model.loss(x, model(x), targets, dataset_size=100)["loss"].backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("weight", sorted(REGULARISERS))
+def test_each_regulariser_weight_changes_the_gradient(weight: str):
+    """Doubling a term's weight adds that term's own gradient once more: the difference is linear in the
+    weight and not zero, so the term reaches the parameters (a saturated or satisfied term would not)."""
+    one, two, three = (_gradient(weight, value) for value in (1.0, 2.0, 3.0))
+    assert (two - one).norm() > 1e-6 * one.norm()
+    torch.testing.assert_close(three - two, two - one, rtol=1e-3, atol=1e-5)
+
+
+# --- the beyond-paper options of full_swap ---------------------------------------------------------
+def test_frame_encoder_reads_frame_t_alone():
+    """dynamic_encoder 'frame' is q(z_t | x_t): changing frame t moves z_t and no other z."""
+    torch.manual_seed(0)
+    model = S3VAE(S3VAEConfig(**TINY, dynamic_encoder="frame")).eval()
+    x, _ = batch()
+    changed = x.clone()
+    changed[:, 2] = torch.rand_like(changed[:, 2])
+    with torch.no_grad():
+        before, after = model.encode(x)[1].mean, model.encode(changed)[1].mean
+    assert not torch.allclose(before[:, 2], after[:, 2])
+    others = [t for t in range(T) if t != 2]
+    torch.testing.assert_close(before[:, others], after[:, others])
+
+
+def test_hidden_colours_keep_black_and_shapes_and_drop_the_colour():
+    x = torch.zeros(2, 3, 3, 8, 8)
+    x[0, :, 0, 2:5, 2:5] = 1.0  # a red square
+    x[1, :, 2, 2:5, 2:5] = 1.0  # the same square in blue
+    torch.manual_seed(0)
+    hidden = hide_colors(x)
+    assert (hidden[:, :, :, 0, 0] == 0).all()  # black stays black
+    assert ((hidden[:, :, :1] > 0) == (x.sum(2, keepdim=True) > 0)).all()  # the shapes stay
+    assert (hidden[:, :, 0] == hidden[:, :, 1]).all() and (hidden[:, :, 1] == hidden[:, :, 2]).all()  # grey
+
+
+def test_colour_blind_dynamics_apply_in_training_only():
+    torch.manual_seed(0)
+    model = S3VAE(S3VAEConfig(**TINY, color_blind_dynamics=True))
+    x, _ = batch()
+    model.eval()
+    with torch.no_grad():
+        encoded = model.encode(x)[1].mean
+        torch.manual_seed(1)
+        evaluated = model(x).dynamic.mean
+    torch.testing.assert_close(evaluated, encoded)  # at test time q(z_t) reads the clip as it is
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        trained = model(x).dynamic.mean
+    assert not torch.allclose(trained, encoded, atol=1e-4)

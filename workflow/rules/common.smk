@@ -1,5 +1,5 @@
 # Constants and named input functions shared by the rule files.
-from pipeline.train import family_of, variant_of
+from pipeline.train import family_of, seeds_of, variant_of
 
 FIGURE_KINDS = ["swap", "generation"]
 LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures
@@ -9,9 +9,6 @@ TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
 UNORDERED_METHODS = [
     m for m in config["methods"] if variant_of(config, m)[0] == "unordered"
 ]
-SEEDS = list(
-    range(config["train"]["seeds"])
-)  # training seeds of every row (seed0 draws the figures)
 
 
 wildcard_constraints:
@@ -22,21 +19,21 @@ wildcard_constraints:
     table="|".join(TABLE_DATASETS),
 
 
-def metrics_of_table(wildcards):
-    return expand(
-        "results/metrics/{dataset}/{method}/seed{seed}.csv",
-        dataset=TABLE_DATASETS[wildcards.table],
-        method=config["methods"],
-        seed=SEEDS,
-    )
-
-
 def trained_models(dataset, methods):
-    """Every trained model of `methods` on `dataset`: (method, seed, model path), seeds inner."""
+    """Every trained model of `methods` on `dataset`: (method, seed, model path), seeds inner (seed0 draws
+    a row's figures)."""
     return [
         (m, seed, f"results/models/{dataset}/{m}/seed{seed}/model.pt")
         for m in methods
-        for seed in SEEDS
+        for seed in seeds_of(config, m)
+    ]
+
+
+def metrics_of_table(wildcards):
+    return [
+        f"results/metrics/{dataset}/{method}/seed{seed}.csv"
+        for dataset in TABLE_DATASETS[wildcards.table]
+        for method, seed, _ in trained_models(dataset, config["methods"])
     ]
 
 
@@ -47,12 +44,12 @@ DYNAMICS_MODELS = trained_models("bouncing", config["dynamics_methods"])
 
 def diagnostics_of_table(wildcards):
     """The diagnostics of every row that has an encoder (MoCoGAN has no posterior to probe)."""
-    return expand(
-        "results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv",
-        dataset=TABLE_DATASETS[wildcards.table],
-        method=[m for m in config["methods"] if family_of(config, m).encoder],
-        seed=SEEDS,
-    )
+    encoded = [m for m in config["methods"] if family_of(config, m).encoder]
+    return [
+        f"results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv"
+        for dataset in TABLE_DATASETS[wildcards.table]
+        for method, seed, _ in trained_models(dataset, encoded)
+    ]
 
 
 def judge_accuracies_of_table(wildcards):
