@@ -137,6 +137,32 @@ def matmul_roofline(device: str, threads: int | None, dtype: torch.dtype, size: 
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def training_step_fn(setup: Setup, *, config, lr: float, topk: int, device: str, batch_size: int):
+    """One training step of S3VAE `full` on a fixed random batch, as `train_one_epoch` takes it; returns a
+    function that runs a step and its wall time in seconds (synchronised on CUDA)."""
+    model = models.S3VAE(config).to(device)
+    if setup.channels_last_weights:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if setup.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x, targets = random_batch(batch_size, topk, config.dfp_classes, device)
+    cuda = device.startswith("cuda")
+
+    def step() -> float:
+        started = time.perf_counter()
+        with autocast(device, setup.bf16):
+            loss = step_model.loss(x, step_model(x), targets, dataset_size=DATASET_SIZE)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    return step
+
+
 def profile_step(
     *,
     config: models.S3VAEConfig,
@@ -153,26 +179,17 @@ def profile_step(
 
     if threads:
         torch.set_num_threads(threads)
-    model = models.S3VAE(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x, targets = random_batch(batch_size, topk, config.dfp_classes, device)
-    bf16 = config_io.resolve_bf16("auto", device)
-
-    def step() -> None:
-        with autocast(device, bf16):
-            loss = model.loss(x, model(x), targets, dataset_size=DATASET_SIZE)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
-        optimizer.step()
-
+    name = training_step(device)
+    step = training_step_fn(
+        SETUPS[name], config=config, lr=lr, topk=topk, device=device, batch_size=batch_size
+    )
     step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
     key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-    print(f"profile of {steps} training steps ({'bf16' if bf16 else 'fp32'}), operators by self time:")
+    print(f"profile of {steps} training steps ({name}), operators by self time:")
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
@@ -208,24 +225,7 @@ def measure(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     cuda = device.startswith("cuda")
-    model = models.S3VAE(config).to(device)
-    if setup.channels_last_weights:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if setup.compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x, targets = random_batch(batch_size, topk, config.dfp_classes, device)
-
-    def step() -> float:
-        started = time.perf_counter()
-        with autocast(device, setup.bf16):
-            loss = step_model.loss(x, step_model(x), targets, dataset_size=DATASET_SIZE)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1e4)
-        optimizer.step()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - started
+    step = training_step_fn(setup, config=config, lr=lr, topk=topk, device=device, batch_size=batch_size)
 
     if cuda:
         torch.cuda.synchronize()

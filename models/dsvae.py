@@ -61,6 +61,7 @@ class DSVAEConfig:
     encoder: str = "factorised"  # one of ENCODERS
     dynamics: str = "stochastic"  # one of DYNAMICS
     state_dim: int = 512  # the deterministic LSTM's state (lstm_f, lstm_c), 512 in section 4.3
+    forget_bias: float = 0.0  # added to the deterministic LSTM's forget-gate bias at initialisation
     likelihood: str = "gaussian"  # one of LIKELIHOODS; "bernoulli" for binary frames (bouncing balls)
     pixel_sigma: float = math.sqrt(0.5)  # "gaussian" only: sigma^2 = 1/2 is DSVAE's summed squared error
 
@@ -123,9 +124,11 @@ class DynamicEncoder(nn.Module):
 class DeterministicDynamics(nn.Module):
     """LSTM-f / LSTM-c of section 4.3: the states h_1:T (B, T, state) unrolled from a clip's z (B, D_z)."""
 
-    def __init__(self, z_dim: int, state_dim: int, mode: str):
+    def __init__(self, z_dim: int, state_dim: int, mode: str, forget_bias: float = 0.0):
         super().__init__()
         self.lstm = nn.LSTM(z_dim, state_dim, batch_first=True)
+        with torch.no_grad():  # gates i, f, g, o: a positive forget bias keeps c_t, and so z, for longer
+            self.lstm.bias_ih_l0[state_dim : 2 * state_dim].add_(forget_bias)
         # The paper sets h_0 = z; with D_z = 64 < 512 a linear map gives (h_0, c_0) the state's width.
         self.initial = nn.Linear(z_dim, 2 * state_dim) if mode == "lstm_f" else None
 
@@ -165,7 +168,11 @@ class DSVAE(nn.Module):
         self.dynamic_encoder = DynamicEncoder(c)
         stochastic = c.dynamics == "stochastic"
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim) if stochastic else None
-        self.dynamics = None if stochastic else DeterministicDynamics(c.dynamic_dim, c.state_dim, c.dynamics)
+        self.dynamics = (
+            None
+            if stochastic
+            else DeterministicDynamics(c.dynamic_dim, c.state_dim, c.dynamics, c.forget_bias)
+        )
 
     # --- inference network -------------------------------------------------------------------------
     def encode_static(self, features: Tensor) -> Gaussian:

@@ -243,7 +243,11 @@ class S3VAE(nn.Module):
         return torch.zeros(B, T, self.config.dfp_classes, device=device).scatter_(-1, cells, 1.0)
 
     def loss(
-        self, x: Tensor, out: S3VAEOutput, targets: dict[str, Tensor], dataset_size: int
+        self,
+        x: Tensor,
+        out: S3VAEOutput,
+        targets: dict[str, Tensor],
+        dataset_size: int,
     ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
@@ -256,11 +260,8 @@ class S3VAE(nn.Module):
         c = self.config
         B, T = x.shape[:2]
         terms = elbo_terms(x, out, c.likelihood, c.pixel_sigma)
-        total = (
-            terms["recon"]
-            + c.kl_static_weight * terms["kl_static"]
-            + c.kl_dynamic_weight * terms["kl_dynamic"]
-        )
+        kl = c.kl_static_weight * terms["kl_static"] + c.kl_dynamic_weight * terms["kl_dynamic"]
+        total = terms["recon"] + kl
 
         if c.swap_weight > 0:
             # Decode z_f of clip b with z_1:T of clip b-1, encode the result again: its posterior means must

@@ -44,7 +44,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
 
 def variant_of(config: dict, method: str) -> tuple[str, dict]:
     """The family of a `variants` entry and its model settings (unset ones and the row's `epochs` dropped)."""
-    training = ("epochs", "seeds")  # the row's training budget, not model settings
+    training = ("epochs", "seeds", "lr")  # how the row is trained, not model settings
     settings = {k: v for k, v in config["variants"][method].items() if v is not None and k not in training}
     return settings.pop("family", "s3vae"), settings
 
@@ -215,8 +215,12 @@ def train_model(
     family_name, model = build_model(config, method, train_set, h5io.read_attrs(dataset))
     logger.info("training %s (%s) on %d clips: %s", method, family_name, len(train_set), model.config)
     loss_fn = None if family.adversarial else vae_loss_fn(train_set)
-    epochs = config["variants"][method].get("epochs") or config["train"]["epochs"]
-    settings = dataclasses.replace(train_settings(config, config["train"], seed), epochs=epochs)
+    row = config["variants"][method]
+    settings = dataclasses.replace(
+        train_settings(config, config["train"], seed),
+        epochs=row.get("epochs") or config["train"]["epochs"],
+        lr=row.get("lr") or config["train"]["lr"],
+    )
     fit_and_save(model, family_name, loss_fn, train_set, test_set, settings, output)
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.tables import TABLE_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -298,16 +300,7 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert not (work / "resources").exists(), "the dSprites path must not download anything"
 
     table = pd.read_csv(work / target)
-    assert list(table.columns) == [
-        "dataset",
-        "method",
-        "metric",
-        "value",
-        "std",
-        "seeds",
-        "std_repeats",
-        "n",
-    ] + ["source"]
+    assert list(table.columns) == TABLE_COLUMNS
     assert (table["source"] == "seqdis").all() and (table["dataset"] == "dsprites").all()
     assert (table["seeds"] == SMOKE["train"]["seeds"]).all()
     assert sorted(table["method"].unique()) == sorted(SMOKE["methods"])
@@ -387,3 +380,26 @@ def test_smoke_dynamics_study_end_to_end(tmp_path: Path):
     assert table["wrong_pixels"].between(0, 1).all()
     assert (table["seeds"] == SMOKE["train"]["seeds"]).all() and table["std"].notna().all()
     assert (work / "results" / "tables" / "dsvae_dynamics.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_gpu_paper_script_runs_its_dag_at_smoke_sizes_on_the_cpu(tmp_path: Path, mirror: Path):
+    """benchmarks/gpu_paper_sprites.sh with TINY=1: the paper-scale GPU script's whole DAG (Sprites data,
+    flow labels, judge, baseline and full, Table 1) at the smoke preset's sizes, with its throughput lines."""
+    work = copy_workflow(tmp_path)
+    (work / "benchmarks").mkdir()
+    shutil.copy2(REPO / "benchmarks" / "gpu_paper_sprites.sh", work / "benchmarks")
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu_paper_sprites.sh", str(mirror)],
+        cwd=work,
+        env={**os.environ, "TINY": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "training throughput" in result.stdout and "clips/s" in result.stdout
+    table = pd.read_csv(work / "results" / "tables" / "table1.csv")
+    assert set(table.loc[table["source"] == "seqdis", "method"]) == {"baseline", "full"}
+    assert "published: full model" in set(table["method"])
