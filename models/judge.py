@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from models.blocks import FrameEncoder, bidirectional_summary, conv_trunk
+from models.blocks import FrameEncoder, bidirectional_summary
 
 
 @dataclass(frozen=True)
@@ -20,23 +20,6 @@ class JudgeConfig:
     frame_dim: int = 256
     hidden_dim: int = 128
     heads: dict[str, int] = field(default_factory=dict)  # factor -> number of classes
-    # "flatten": the conv map's cells each weighed by position (FrameEncoder); "mean": averaged over the map,
-    # so what the judge learns of an object anywhere on the canvas holds everywhere (moving digits)
-    pool: str = "flatten"
-
-
-class PooledFrameEncoder(nn.Module):
-    """Conv trunk, mean over the map, linear: (B, T, C, H, W) -> (B, T, D)."""
-
-    def __init__(self, in_channels: int, channels: tuple[int, ...], out_dim: int):
-        super().__init__()
-        self.convs = conv_trunk(in_channels, channels)
-        self.proj = nn.Sequential(nn.Linear(channels[-1], out_dim), nn.LeakyReLU(0.2, inplace=True))
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, T, C, H, W = x.shape
-        h = self.convs(x.reshape(B * T, C, H, W)).mean(dim=(2, 3))  # (B*T, C')
-        return self.proj(h).view(B, T, -1)  # (B, T, D)
 
 
 class Judge(nn.Module):
@@ -44,12 +27,7 @@ class Judge(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        if c.pool == "mean":
-            self.frame_encoder = PooledFrameEncoder(c.in_channels, c.conv_channels, c.frame_dim)
-        elif c.pool == "flatten":
-            self.frame_encoder = FrameEncoder(c.in_channels, c.image_size, c.conv_channels, c.frame_dim)
-        else:
-            raise ValueError(f"JudgeConfig.pool = '{c.pool}': use 'flatten' or 'mean'")
+        self.frame_encoder = FrameEncoder(c.in_channels, c.image_size, c.conv_channels, c.frame_dim)
         self.lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
         self.heads = nn.ModuleDict({name: nn.Linear(2 * c.hidden_dim, n) for name, n in c.heads.items()})
 

@@ -330,7 +330,6 @@ def train_judge(*, dataset: str, output: str, accuracy: str, config: dict) -> No
         frame_dim=part["frame_dim"],
         hidden_dim=part["hidden_dim"],
         heads={h.name: h.n_classes for h in heads.judge_heads(train_set.factors)},
-        pool=part["pool"],
     )
     judge = models.Judge(judge_config)
     settings = train_settings(config, config["judge"])
