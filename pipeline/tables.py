@@ -44,7 +44,7 @@ def _direction_note(dataset: str) -> str:
 def over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean and sample std (ddof 1; NaN for one seed) over training seeds of every `keys` group's `value`;
     `std_repeats` is the mean of the per-seed std over prior samples, where the rows have one."""
-    grouped = per_seed.groupby(keys, sort=False)
+    grouped = per_seed.groupby(keys, sort=False, dropna=False)  # a diagnostic without a latent has NaN there
     table = grouped["value"].agg(value="mean", std="std", seeds="count").reset_index()
     if "std" in per_seed:
         table["std_repeats"] = grouped["std"].mean().to_numpy()

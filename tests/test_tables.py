@@ -92,3 +92,38 @@ def test_make_table_aggregates_seeds_and_withholds_a_weak_judge(tmp_path):
     text = md.read_text()
     assert "## smmnist: withheld" in text and "h 0.5200" in text
     assert "full > baseline" in text and "over 2 training seeds" in text
+
+
+def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path):
+    """Ceiling, swap and loss rows have no latent (an empty CSV cell, NaN once read): none is dropped."""
+    rows = [("ceiling", "action", "", 0.9), ("swap", "action", "", 0.3), ("probe", "action", "z_f", 1.0)]
+    rows += [("loss", "recon", "", -2000.0)]
+    diagnostics = tmp_path / "seed0_diagnostics.csv"
+    pd.DataFrame(
+        [
+            {"dataset": "sprites", "method": "full", "seed": seed, "diagnostic": d, "factor": f, "latent": z}
+            | {"value": v + seed * 0.02, "n": 10}
+            for seed in (0, 1)
+            for d, f, z, v in rows
+        ]
+    ).to_csv(diagnostics, index=False)
+    metrics, judge = tmp_path / "full.csv", tmp_path / "accuracy.csv"
+    per_seed_rows("sprites", "full", [0.9, 0.92]).to_csv(metrics, index=False)
+    judge_row = {"dataset": "sprites", "head": "action", "accuracy": 1.0, "n": 10}
+    pd.DataFrame([judge_row]).to_csv(judge, index=False)
+    md = tmp_path / "table1.md"
+    make_table(
+        table="table1",
+        metrics=[str(metrics)],
+        judges=[str(judge)],
+        published=REPO_PUBLISHED,
+        output_csv=str(tmp_path / "table1.csv"),
+        output_md=str(md),
+        diagnostics=[str(diagnostics)],
+    )
+    text = md.read_text().split("diagnostics (pipeline/diagnostics.py)")[1]
+    ceiling, swap, probe, loss = text.split("####")[1:5]
+    assert "| full | 0.9100 ± 0.0141 |" in ceiling  # mean ± sample std over the two seeds
+    assert "| full | 0.3100 ± 0.0141 |" in swap
+    assert "| full | 1.01 |" in probe
+    assert "| full | -2000 |" in loss
