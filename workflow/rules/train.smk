@@ -11,6 +11,8 @@ rule train_judge:
         "benchmarks/train_judge/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
+    # The longest job of a preset run (SMMNIST's judge reads 20000 clips): started first, it ends with the rest.
+    priority: 10
     threads: config["threads"]
     resources:
         mem_mb=8000,
