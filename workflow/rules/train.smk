@@ -9,10 +9,10 @@ rule train_judge:
         "logs/train_judge/{dataset}.log",
     benchmark:
         "benchmarks/train_judge/{dataset}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     # The longest job of a preset run (SMMNIST's judge reads 20000 clips): started first, it ends with the rest.
     priority: 10
+    conda:
+        "../../envs/torch.yaml"
     threads: config["threads"]
     resources:
         mem_mb=8000,
