@@ -163,34 +163,16 @@ def training_step_fn(setup: Setup, *, config, lr: float, topk: int, device: str,
     return step
 
 
-def profile_step(
-    *,
-    config: models.S3VAEConfig,
-    lr: float,
-    topk: int,
-    device: str,
-    threads: int | None,
-    batch_size: int,
-    steps: int,
-    rows: int = 15,
-) -> None:
-    """Print the operators that take the training step's time (torch.profiler, self time), `steps` steps."""
+def _profiled(step, steps: int, rows: int, cuda: bool, about: str) -> list[float]:
     from torch.profiler import ProfilerActivity, profile
 
-    if threads:
-        torch.set_num_threads(threads)
-    name = training_step(device)
-    step = training_step_fn(
-        SETUPS[name], config=config, lr=lr, topk=topk, device=device, batch_size=batch_size
-    )
-    step()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-    print(f"profile of {steps} training steps ({name}), operators by self time:")
+        times = [step() for _ in range(steps)]
+    print(f"profile of {steps} training steps ({about}), operators by self time:")
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
+    return times
 
 
 def _reset_peak_rss() -> bool:
@@ -219,8 +201,10 @@ def measure(
     steps: int,
     warmup: int,
     seed: int = 0,
+    profile_rows: int | None = None,
 ) -> dict:
-    """Time `steps` training steps after `warmup` ones in this process: times in s, memory in bytes."""
+    """Time `steps` training steps after `warmup` ones in this process: times in s, memory in bytes. With
+    `profile_rows`, the timed steps run under torch.profiler and its operators by self time are printed."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -241,7 +225,10 @@ def measure(
         first = step()
         for _ in range(warmup - 1):
             step()
-        times = [step() for _ in range(steps)]
+        if profile_rows:
+            times = _profiled(step, steps, profile_rows, cuda, setup.about)
+        else:
+            times = [step() for _ in range(steps)]
     finally:
         blocks.torch = saved_torch
     peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss()
@@ -442,7 +429,7 @@ def main() -> None:
     report(results, config=config, flops=flops, args=args, threads=threads, roofs=roofs)
     if args.profile:
         print()
-        profile_step(**{k: v for k, v in kwargs.items() if k != "warmup"})
+        measure(SETUPS[training_step(args.device)], **kwargs, profile_rows=15)
 
 
 if __name__ == "__main__":
