@@ -1,7 +1,7 @@
 # seqdis: raw video -> datasets -> self-supervision labels -> sequential VAEs -> judge -> paper tables.
 #
 # results/
-#   data/{dataset}.h5                   clips and factor labels (layout: pipeline/h5io.py, README)
+#   data/{dataset}.h5                   clips and factor labels (layout: pipeline/data/h5io.py, README)
 #   labels/{dataset}/flow.h5            optical-flow pseudo labels (S3VAE section 4.2)
 #   judges/{dataset}/judge.pt           classifier trained on real clips; accuracy.csv beside it
 #   models/{dataset}/{method}/model.pt  one trained variant; run/ holds checkpoint, metrics.csv, tensorboard
@@ -42,17 +42,11 @@ if _unfilled:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/download.smk"
-include: "workflow/rules/sprites.smk"
-include: "workflow/rules/smmnist.smk"
-include: "workflow/rules/dsprites.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/tables.smk"
-include: "workflow/rules/audio.smk"
-include: "workflow/rules/bouncing.smk"
-include: "workflow/rules/dsvae.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

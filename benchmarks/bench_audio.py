@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from pipeline.audio import FeatureSettings, cut_segments, frame_features, frame_rms_db  # noqa: E402
+from pipeline.data.audio import FeatureSettings, cut_segments, frame_features, frame_rms_db  # noqa: E402
 
 DEFAULT_FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 

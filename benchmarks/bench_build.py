@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from pipeline import dsprites, smmnist  # noqa: E402
+from pipeline.data import dsprites, smmnist  # noqa: E402
 
 
 @dataclass(frozen=True)

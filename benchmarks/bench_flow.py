@@ -21,7 +21,7 @@ import torch
 from torchvision.models.optical_flow import raft_small
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from pipeline.flow import compute_flow, topk_cells  # noqa: E402
+from pipeline.labels.flow import compute_flow, topk_cells  # noqa: E402
 
 T, SIZE, GRID, TOPK = 8, 64, 8, 3
 

@@ -4,11 +4,11 @@
         [--batch-size B] [--repeats R] [--device cpu|cuda] [--threads N] [--train-rate R | --train-steps N]
 
 Without --dataset it writes a synthetic Sprites-shaped file to a temporary folder with
-`pipeline.h5io.write_dataset` (one gzip-4 chunk per clip, as `build_sprites` writes them): N clips of
+`pipeline.data.h5io.write_dataset` (one gzip-4 chunk per clip, as `build_sprites` writes them): N clips of
 8 x 64 x 64 x 3, each a black frame with one textured figure drifting a few pixels per frame (as sparse and
 as compressible as the real Sprites file), the same factors as Sprites, and a label file with random
 `flow_topk` and `flow_magnitude`, as `label_flow` writes. It measures
-  (a) `pipeline.data.load_clips`: read and decompress a whole split (frames, factors and labels) into memory,
+  (a) `pipeline.data.clips.load_clips`: read, decompress a whole split (frames, factors, labels) into memory,
       paid once per training run;
   (b) `ClipSet.batches(B, shuffle=True, drop_last=True)`: one epoch of batches, `to_input` included (on the
       device, as in training), paid every step;
@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from bench_train import train_rate, training_step  # noqa: E402
 
-from pipeline import h5io  # noqa: E402
-from pipeline.data import load_clips  # noqa: E402
+from pipeline.data import h5io  # noqa: E402
+from pipeline.data.clips import load_clips  # noqa: E402
 
 T, SIZE, GRID, TOPK = 8, 64, 8, 3
 FIGURE = (44, 28)  # rows, columns of the synthetic figure's ellipse

@@ -3,9 +3,9 @@
     python benchmarks/bench_models.py [--models NAME,...] [--device cpu|cuda] [--threads N] [--steps N]
         [--warmup N] [--batch-size B]
 
-One step is what `pipeline.training.train_one_epoch` does per batch (forward, loss, backward, gradient
+One step is what `pipeline.train.loop.train_one_epoch` does per batch (forward, loss, backward, gradient
 clipping, an Adam step) in fp32, on a batch of random uint8 clips made into input with
-`pipeline.data.to_input` (binary frames for the bouncing-ball models). MoCoGAN has no such loss: its step is
+`pipeline.data.clips.to_input` (binary for the bouncing-ball models). MoCoGAN has no such loss: its step is
 one discriminator update on the real batch against a generated one, then one generator update on a freshly
 generated batch, each with its own Adam. Sprites-shaped models see 8 x 64 x 64 x 3 clips, the bouncing-ball
 models (DSVAE section 4.3) 30 x 32 x 32 x 1. Times are the median step after the warm-up steps.
@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 import models  # noqa: E402
-from pipeline.data import to_input  # noqa: E402
+from pipeline.data.clips import to_input  # noqa: E402
 
 SPRITES = (8, 64, 3)  # T, side, channels
 BOUNCING = (30, 32, 1)

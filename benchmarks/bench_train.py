@@ -3,9 +3,9 @@
     python benchmarks/bench_train.py [--preset paper|quick] [--device cpu|cuda] [--threads N]
         [--steps N] [--warmup N] [--batch-size B] [--configs NAME,...] [--compile] [--compile-timeout S]
 
-One step is what `pipeline.training.train_one_epoch` does per batch: forward and S3VAE loss (under
-`pipeline.training.autocast` for bf16), backward, gradient clipping and an Adam step, on random uint8 clips
-converted with `pipeline.data.to_input` and random `flow_topk` targets. The network is variant `full` of
+One step is what `pipeline.train.loop.train_one_epoch` does per batch: forward and S3VAE loss (under
+`pipeline.train.loop.autocast` for bf16), backward, gradient clipping and an Adam step, on random uint8 clips
+converted with `pipeline.data.clips.to_input` and random `flow_topk` targets. The network is variant `full` of
 config.yaml at the preset's sizes (`paper`: (64, 128, 256, 512) convs, D_h 512, hidden 256, D_f 256, D_z 32).
 The configurations differ only in numerics and memory layout (see SETUPS); each runs in a fresh process, so
 peak memory, allocator state and compile caches do not leak from one into the next. Times are the median
@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import models  # noqa: E402
 from models import blocks  # noqa: E402
 from pipeline import config as config_io  # noqa: E402
-from pipeline.data import ClipSet, to_input  # noqa: E402
-from pipeline.train import s3vae_config, variant_of  # noqa: E402
-from pipeline.training import autocast  # noqa: E402
+from pipeline.data.clips import ClipSet, to_input  # noqa: E402
+from pipeline.train.loop import autocast  # noqa: E402
+from pipeline.train.stages import s3vae_config, variant_of  # noqa: E402
 
 T, SIZE, CHANNELS = 8, 64, 3
 DATASET_SIZE = 9000  # N in the MI estimator: a constant log N offset, no effect on speed
@@ -49,10 +49,10 @@ CPU_TARGET = 1.5  # the training step's speed-up over fp32-nchw that CPU trainin
 
 @dataclass(frozen=True)
 class Setup:
-    bf16: bool  # autocast to bfloat16 (pipeline.training.autocast)
+    bf16: bool  # autocast to bfloat16 (pipeline.train.loop.autocast)
     channels_last_activations: bool  # False switches off the channels_last conversions in models/blocks.py
     channels_last_weights: bool  # model.to(memory_format=torch.channels_last)
-    compile: bool  # torch.compile(model), as pipeline.training.fit does with train.compile
+    compile: bool  # torch.compile(model), as pipeline.train.loop.fit does with train.compile
     about: str
 
 

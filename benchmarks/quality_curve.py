@@ -4,8 +4,8 @@
     python benchmarks/quality_curve.py --methods baseline,full --epochs 1,2,4,8 --seeds 2
     python benchmarks/quality_curve.py --preset smoke --dataset dsprites --epochs 1,2   # a test-sized run
 
-Each row trains once per seed for the largest epoch count, through `pipeline.training.fit` at the preset's
-sizes, and is scored by the workflow's judge with `pipeline.evaluate.table1_runs` after each listed epoch.
+Each row trains once per seed for the largest epoch count, through `pipeline.train.loop.fit` at the preset's
+sizes, and scored by the workflow's judge with `pipeline.evaluate.table1.table1_runs` after each listed epoch.
 With `train.lr_schedule: constant` (the presets' setting) the model after k epochs is exactly the one a
 k-epoch run trains (each epoch is seeded from the seed and its number), so one run gives the whole curve;
 with a cosine schedule it is not, and the script says so. Writes `quality_curve.csv` and `.png` to
@@ -34,12 +34,12 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import h5io  # noqa: E402
 from pipeline.config import load  # noqa: E402
-from pipeline.data import load_clips  # noqa: E402
-from pipeline.evaluate import protocol_of, table1_runs  # noqa: E402
-from pipeline.train import build_model, family_of, load_model, train_settings, vae_loss_fn  # noqa: E402
-from pipeline.training import fit  # noqa: E402
+from pipeline.data import h5io  # noqa: E402
+from pipeline.data.clips import load_clips  # noqa: E402
+from pipeline.evaluate.table1 import protocol_of, table1_runs  # noqa: E402
+from pipeline.train.loop import fit  # noqa: E402
+from pipeline.train.stages import build_model, family_of, load_model, train_settings, vae_loss_fn  # noqa: E402
 
 COLUMNS = ["dataset", "method", "seed", "epochs", "metric", "value", "seconds"]
 CURVE_METRICS = ("Acc", "Acc/fixed_dynamics", "Acc/fixed_static")

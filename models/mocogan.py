@@ -18,8 +18,8 @@ fixed_dynamics groups, static factors in the fixed_static groups; an order-free 
 with its group's majority: the fraction of clips whose kept factor survived resampling the other code.
 IS, H(y|x) and H(y) use the judge's dynamic-factor probabilities of the generated clips, which are
 unconditional samples in both directions (fixed_dynamics on a subset balanced over the group labels, as
-for the VAEs). `table1_probabilities` returns what `pipeline.evaluate.score_run` takes, so every score is
-computed by the code that scores the other families.
+for the VAEs). `table1_probabilities` returns what `pipeline.evaluate.table1.score_run` takes, so every
+score is computed by the code that scores the other families.
 
 Shapes: B batch, T time, C, H, W frame, D_c content code, D_m motion code, D_e motion noise.
 """
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.blocks import FrameDecoder, conv_trunk, final_side
-from pipeline.heads import predict  # how the judge's p(y|x) is read, so votes are read as scores are
+from pipeline.evaluate.heads import predict  # how the judge's p(y|x) is read, so votes are read as scores are
 
 DIRECTIONS = ("fixed_dynamics", "fixed_static")
 
@@ -173,8 +173,9 @@ def table1_probabilities(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Judge probabilities of generated clips in `directions` (see the module docstring) and the group
     majority labels: ({direction: {head: (groups * group_size, K)}}, {factor: (groups * group_size,)}),
-    the arguments `pipeline.evaluate.score_run` takes. `judge_heads` are the dataset's
-    (`pipeline.heads.judge_heads`): a group head (SMMNIST's order-free `digits`) votes with the multiset it
+    the arguments `pipeline.evaluate.table1.score_run` takes. `judge_heads` are the dataset's
+    (`pipeline.evaluate.heads.judge_heads`): a
+    group head (SMMNIST's order-free `digits`) votes with the multiset it
     predicts, and the majority multiset becomes its member factors' labels. Heads whose kind is not kept by
     any of `directions` get no labels (score_run reads none)."""
     c = model.config

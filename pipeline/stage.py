@@ -11,7 +11,7 @@ signature needs no CLI edit:
 - an argument named `config` (the resolved workflow config) becomes `--configfile PATH` (config.yaml),
   `--preset NAME` and repeated `--set key.sub=value`, merged and validated as the Snakefile does
   (`pipeline.config.load`);
-- a module with several stages takes the stage's name first: `python -m pipeline.train train_judge ...`.
+- a module with several stages takes the stage's name first: `python -m pipeline.train.stages train_judge`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.download import fetch_source
+from pipeline.data.download import fetch_source
 
 REPO = Path(__file__).resolve().parents[1]
 

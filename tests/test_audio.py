@@ -14,8 +14,9 @@ import torch
 from conftest import assert_adam_steps_lower
 
 import models
-from pipeline import h5io
-from pipeline.audio import (
+from pipeline.config import load
+from pipeline.data import h5io
+from pipeline.data.audio import (
     TIMIT_CORE_TEST,
     FeatureSettings,
     build_audio,
@@ -25,20 +26,19 @@ from pipeline.audio import (
     frame_rms_db,
     stft_params,
 )
-from pipeline.config import load
-from pipeline.conversion import convert_voices
-from pipeline.download import fetch_source
-from pipeline.silence import label_silence, silence_labels
-from pipeline.sphere import SphereError, read_sphere, write_sphere
-from pipeline.tables import make_table3
-from pipeline.train import load_model, train_audio_model
-from pipeline.verification import (
+from pipeline.data.download import fetch_source
+from pipeline.data.sphere import SphereError, read_sphere, write_sphere
+from pipeline.evaluate.verification import (
     cosine_trials,
     equal_error_rate,
     evaluate_verification,
     utterance_means,
     verification_eers,
 )
+from pipeline.labels.silence import label_silence, silence_labels
+from pipeline.report.conversion import convert_voices
+from pipeline.report.tables import make_table3
+from pipeline.train.stages import load_model, train_audio_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import bouncing, h5io
-from pipeline.bouncing import RADIUS, build_bouncing, corners, make_polygon, make_split, wall_distances
+from pipeline.data import bouncing, h5io
+from pipeline.data.bouncing import RADIUS, build_bouncing, corners, make_polygon, make_split, wall_distances
 
 SIZE, FRAMES, N = 32, 30, 24
 POLYGON = make_polygon(np.random.default_rng(0), SIZE)

@@ -12,11 +12,11 @@ import torch
 
 from models import S3VAE, Judge, JudgeConfig, S3VAEConfig
 from pipeline.config import load
-from pipeline.diagnostics import diagnose_model, head_classes, probe_matrix
-from pipeline.dsprites import build_dsprites
-from pipeline.h5io import Factor
-from pipeline.heads import judge_heads
-from pipeline.train import save_model
+from pipeline.data.dsprites import build_dsprites
+from pipeline.data.h5io import Factor
+from pipeline.evaluate.diagnostics import diagnose_model, head_classes, probe_matrix
+from pipeline.evaluate.heads import judge_heads
+from pipeline.train.stages import save_model
 
 SIZE, T = 32, 4
 

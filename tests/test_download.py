@@ -1,4 +1,4 @@
-"""Fetching and verifying raw data sources (`pipeline.download`)."""
+"""Fetching and verifying raw data sources (`pipeline.data.download`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download
-from pipeline.download import SOURCES, DownloadError, fetch_source, sha256_file
+from pipeline.data import download
+from pipeline.data.download import SOURCES, DownloadError, fetch_source, sha256_file
 
 SPRITES = SOURCES["lpc-sprites"]
 VICTIM = "hair/male/bangs/white.png"  # the file the failure tests damage

@@ -1,4 +1,4 @@
-"""Moving dSprites (`pipeline.dsprites`): the file layout, and the labels against trajectories and pixels."""
+"""Moving dSprites (`pipeline.data.dsprites`): the file layout, and labels against trajectories and pixels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.dsprites import (
+from pipeline.data.dsprites import (
     COLORS,
     FACTORS,
     MARGIN,
@@ -20,7 +20,7 @@ from pipeline.dsprites import (
     render_clips,
     sample_clips,
 )
-from pipeline.h5io import read_split
+from pipeline.data.h5io import read_split
 
 N_TRAIN, N_TEST, T, SIZE = 60, 30, 8, 64
 

@@ -8,11 +8,11 @@ from conftest import assert_adam_steps_lower
 
 from models import DSVAE, DSVAEConfig
 from models.blocks import pixel_nll
-from pipeline.bouncing import build_bouncing
-from pipeline.data import load_clips
-from pipeline.evaluate import DIRECTIONS, generate
-from pipeline.train import load_model, save_model
-from pipeline.training import TrainSettings, fit
+from pipeline.data.bouncing import build_bouncing
+from pipeline.data.clips import load_clips
+from pipeline.evaluate.table1 import DIRECTIONS, generate
+from pipeline.train.loop import TrainSettings, fit
+from pipeline.train.stages import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 1, 16
 TINY = dict(

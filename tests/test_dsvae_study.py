@@ -9,14 +9,19 @@ import pytest
 import torch
 
 from models import DSVAE, DSVAEConfig, Judge, JudgeConfig
-from pipeline import metrics
-from pipeline.bouncing import build_bouncing
 from pipeline.config import load
-from pipeline.data import ClipSet
-from pipeline.dsvae_study import evaluate_dynamics, imputation_errors, make_dsvae_table1, table1_scores
-from pipeline.h5io import Factor
-from pipeline.heads import judge_heads
-from pipeline.train import save_model
+from pipeline.data.bouncing import build_bouncing
+from pipeline.data.clips import ClipSet
+from pipeline.data.h5io import Factor
+from pipeline.evaluate import metrics
+from pipeline.evaluate.dsvae_study import (
+    evaluate_dynamics,
+    imputation_errors,
+    make_dsvae_table1,
+    table1_scores,
+)
+from pipeline.evaluate.heads import judge_heads
+from pipeline.train.stages import save_model
 
 FACTORS = (Factor("hair", "static", ("a", "b")), Factor("action", "dynamic", ("x", "y", "z")))
 HEADS = judge_heads(FACTORS)
@@ -149,8 +154,8 @@ def test_a_deterministic_baseline_learns_to_draw_the_ball(tmp_path, dynamics):
     blank frames do (the ball's share of the pixels), with the settings the study trains them with
     (forget-gate bias 3, lr 0.003). With PyTorch's default forget bias and lr 0.001 the same models drew
     blank frames on the quick preset's data for 10 (LSTM-c) and 28 (LSTM-f) epochs (README: Dynamics)."""
-    from pipeline.data import load_clips
-    from pipeline.training import TrainSettings, fit
+    from pipeline.data.clips import load_clips
+    from pipeline.train.loop import TrainSettings, fit
 
     path = tmp_path / "bouncing.h5"
     build_bouncing(output=path, train_sequences=128, test_sequences=16, frames=6, image_size=16, seed=0)

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import h5io
-from pipeline.audio import build_audio
-from pipeline.data import load_clips
-from pipeline.download import DownloadError
-from pipeline.dsprites import build_dsprites
-from pipeline.flow import label_flow
-from pipeline.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
+from pipeline.data import h5io
+from pipeline.data.audio import build_audio
+from pipeline.data.clips import load_clips
+from pipeline.data.download import DownloadError
+from pipeline.data.dsprites import build_dsprites
+from pipeline.data.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
+from pipeline.labels.flow import label_flow
 
 SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(SHOES.files)
 
@@ -31,7 +31,7 @@ def tiny_dsprites(path: Path) -> Path:
 
 
 def assert_nothing_written(output: Path) -> None:
-    """Neither the output nor a temporary sibling of it (pipeline.h5io.atomic_path) is left."""
+    """Neither the output nor a temporary sibling of it (pipeline.data.h5io.atomic_path) is left."""
     assert not output.exists(), f"{output} was written"
     if output.parent.exists():
         leftovers = [p.name for p in output.parent.iterdir() if p.name.startswith(f".{output.name}.tmp-")]

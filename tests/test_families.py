@@ -11,11 +11,12 @@ import torch
 from test_training import SIZE, T, assert_same_weights, epoch_of, tiny_config, write_tiny_data
 
 import models
-from pipeline import evaluate, training
-from pipeline.data import load_clips
-from pipeline.evaluate import evaluate_model
-from pipeline.figures import plot_figures, plot_latent_space
-from pipeline.train import FAMILIES, load_model, train_judge, train_model, variant_of
+from pipeline.data.clips import load_clips
+from pipeline.evaluate import table1 as evaluate
+from pipeline.evaluate.table1 import evaluate_model
+from pipeline.report.figures import plot_figures, plot_latent_space
+from pipeline.train import loop as training
+from pipeline.train.stages import FAMILIES, load_model, train_judge, train_model, variant_of
 
 TINY_VARIANTS = {
     "unordered": {"pair_channels": 4},

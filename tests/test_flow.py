@@ -7,7 +7,8 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_small
 
-from pipeline import flow, h5io
+from pipeline.data import h5io
+from pipeline.labels import flow
 
 T, SIZE, STEP = 4, 64, 2
 # The bar stays inside cells (1, 1) and (1, 2) of a 4 x 4 grid in every frame: DIS smooths flow into the

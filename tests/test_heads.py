@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import heads
-from pipeline.h5io import Factor
+from pipeline.data.h5io import Factor
+from pipeline.evaluate import heads
 
 DIGITS = tuple("0123456789")
 SMMNIST = [

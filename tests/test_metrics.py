@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from models import S3VAE, S3VAEConfig
-from pipeline import metrics
-from pipeline.evaluate import DIRECTIONS, PROTOCOLS, Protocol, generate, score_run
-from pipeline.h5io import Factor
-from pipeline.heads import judge_heads
+from pipeline.data.h5io import Factor
+from pipeline.evaluate import metrics
+from pipeline.evaluate.heads import judge_heads
+from pipeline.evaluate.table1 import DIRECTIONS, PROTOCOLS, Protocol, generate, score_run
 
 K = 5
 

@@ -7,10 +7,10 @@ import torch
 
 from models import Judge, JudgeConfig, MoCoGAN, MoCoGANConfig
 from models.mocogan import table1_probabilities
-from pipeline.evaluate import DIRECTIONS, Protocol, score_run
-from pipeline.h5io import Factor
-from pipeline.heads import judge_heads, predict
-from pipeline.train import load_model, save_model
+from pipeline.data.h5io import Factor
+from pipeline.evaluate.heads import judge_heads, predict
+from pipeline.evaluate.table1 import DIRECTIONS, Protocol, score_run
+from pipeline.train.stages import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 3, 16
 TINY = dict(

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.download import DownloadError, fetch_source, sha256_file
-from pipeline.smmnist import MovingDigitsSpec, build_smmnist, load_mnist, move_digits, read_idx, render
+from pipeline.data.download import DownloadError, fetch_source, sha256_file
+from pipeline.data.smmnist import MovingDigitsSpec, build_smmnist, load_mnist, move_digits, read_idx, render
 
 SPEC = MovingDigitsSpec()
 LIMIT = SPEC.image_size - SPEC.digit_size

@@ -1,4 +1,4 @@
-"""The Sprites recipe (`pipeline.sprites`), checked against PIL compositing of the raw sheets."""
+"""The Sprites recipe (`pipeline.data.sprites`), checked against PIL compositing of the raw sheets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.sprites import (
+from pipeline.data.sprites import (
     ACTION_CLASSES,
     ATTRIBUTES,
     LAYER_ORDER,

@@ -13,28 +13,28 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from pipeline import h5io
+from pipeline.data import h5io
 from pipeline.stage import run_stage, stage_main
 
 REPO = Path(__file__).resolve().parents[1]
 
 # module -> its stages (sub-commands when there are several); README § Every stage from the shell.
 STAGE_MODULES = {
-    "pipeline.download": ["fetch_source"],
-    "pipeline.sprites": ["build_sprites"],
-    "pipeline.smmnist": ["build_smmnist"],
-    "pipeline.dsprites": ["build_dsprites"],
-    "pipeline.bouncing": ["build_bouncing"],
-    "pipeline.audio": ["build_audio"],
-    "pipeline.flow": ["label_flow"],
-    "pipeline.silence": ["label_silence"],
-    "pipeline.train": ["train_model", "train_audio_model", "train_judge"],
-    "pipeline.evaluate": ["evaluate_model"],
-    "pipeline.figures": ["plot_figures", "plot_latent_space"],
-    "pipeline.tables": ["make_table", "make_table3"],
-    "pipeline.verification": ["evaluate_verification"],
-    "pipeline.conversion": ["convert_voices"],
-    "pipeline.dsvae_study": ["make_dsvae_table1", "evaluate_dynamics"],
+    "pipeline.data.download": ["fetch_source"],
+    "pipeline.data.sprites": ["build_sprites"],
+    "pipeline.data.smmnist": ["build_smmnist"],
+    "pipeline.data.dsprites": ["build_dsprites"],
+    "pipeline.data.bouncing": ["build_bouncing"],
+    "pipeline.data.audio": ["build_audio"],
+    "pipeline.labels.flow": ["label_flow"],
+    "pipeline.labels.silence": ["label_silence"],
+    "pipeline.train.stages": ["train_model", "train_audio_model", "train_judge"],
+    "pipeline.evaluate.table1": ["evaluate_model"],
+    "pipeline.report.figures": ["plot_figures", "plot_latent_space"],
+    "pipeline.report.tables": ["make_table", "make_table3"],
+    "pipeline.evaluate.verification": ["evaluate_verification"],
+    "pipeline.report.conversion": ["convert_voices"],
+    "pipeline.evaluate.dsvae_study": ["make_dsvae_table1", "evaluate_dynamics"],
 }
 
 # Runs each module as `python -m` does, with --help (and STAGE --help), in one interpreter: torch is
@@ -78,7 +78,7 @@ def test_every_stage_module_has_a_help():
 
 
 def test_a_module_of_several_stages_without_one_says_so():
-    result = python("-m", "pipeline.train", cwd=REPO)
+    result = python("-m", "pipeline.train.stages", cwd=REPO)
     assert result.returncode == 2
     assert "required: {train_model,train_audio_model,train_judge}" in result.stderr
 
@@ -86,7 +86,7 @@ def test_a_module_of_several_stages_without_one_says_so():
 def test_a_stage_runs_from_the_shell(tmp_path: Path):
     data = tmp_path / "dsprites.h5"
     args = ["--output", str(data), "--train-sequences", "4", "--test-sequences", "2", "--frames", "3"]
-    result = python("-m", "pipeline.dsprites", *args, cwd=tmp_path)
+    result = python("-m", "pipeline.data.dsprites", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(h5io.read_split(data, "train")) == 4 and len(h5io.read_split(data, "test")) == 2
 
@@ -105,7 +105,7 @@ def test_a_stage_with_list_arguments_runs_from_the_shell(tmp_path: Path):
     pd.DataFrame({"dataset": ["dsprites"], "head": ["motion"], "accuracy": [0.9], "n": [30]}).to_csv(judges)
     out = tmp_path / "tables" / "dsprites.csv"
     result = python(
-        "-m", "pipeline.tables", "make_table", "--table", "dsprites", "--metrics", *metrics,
+        "-m", "pipeline.report.tables", "make_table", "--table", "dsprites", "--metrics", *metrics,
         "--judges", str(judges), "--published", str(REPO / "workflow/published/dsprites.csv"),
         "--output-csv", str(out), "--output-md", str(out.with_suffix(".md")),
         cwd=tmp_path,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.tables import judge_verdicts, make_table, over_seeds, supported_claims
+from pipeline.report.tables import judge_verdicts, make_table, over_seeds, supported_claims
 
 REPO_PUBLISHED = "workflow/published/table1.csv"
 
@@ -121,7 +121,7 @@ def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path):
         output_md=str(md),
         diagnostics=[str(diagnostics)],
     )
-    text = md.read_text().split("diagnostics (pipeline/diagnostics.py)")[1]
+    text = md.read_text().split("diagnostics (pipeline/evaluate/diagnostics.py)")[1]
     ceiling, swap, probe, loss = text.split("####")[1:5]
     assert "| full | 0.9100 ± 0.0141 |" in ceiling  # mean ± sample std over the two seeds
     assert "| full | 0.3100 ± 0.0141 |" in swap

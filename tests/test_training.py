@@ -14,9 +14,10 @@ from torch import nn
 
 import models
 from pipeline import config as config_module
-from pipeline import h5io, training
-from pipeline.data import ClipSet, load_clips
-from pipeline.train import judge_accuracy, load_model, save_model, train_judge, train_model
+from pipeline.data import h5io
+from pipeline.data.clips import ClipSet, load_clips
+from pipeline.train import loop as training
+from pipeline.train.stages import judge_accuracy, load_model, save_model, train_judge, train_model
 
 T, SIZE, GRID, TOPK = 4, 16, 4, 2
 N_TRAIN, N_TEST = 24, 8
@@ -162,7 +163,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_data, uninterrupted, t
     assert not (tmp_path / "model.pt").exists()
     assert metric_rows(run) == [(e, s) for e in (1, 2) for s in ("test", "train")]
 
-    caplog.set_level(logging.INFO, logger="pipeline.training")
+    caplog.set_level(logging.INFO, logger="pipeline.train.loop")
     run_train(tiny_data, tmp_path, config)
     assert any("resuming" in r.getMessage() and "after epoch 2" in r.getMessage() for r in caplog.records)
     assert metric_rows(run) == [(e, s) for e in (1, 2, 3) for s in ("test", "train")]
@@ -195,7 +196,7 @@ def test_kill_between_metrics_and_checkpoint_leaves_no_duplicate_rows(
 
 def test_checkpoint_of_another_config_is_not_resumed(tiny_data, uninterrupted, tmp_path, caplog):
     shutil.copytree(uninterrupted / "run", tmp_path / "run")
-    caplog.set_level(logging.INFO, logger="pipeline.training")
+    caplog.set_level(logging.INFO, logger="pipeline.train.loop")
     run_train(tiny_data, tmp_path, tiny_config(epochs=1, lr=0.002))
     messages = [r.getMessage() for r in caplog.records]
     assert any("another config" in m for m in messages)

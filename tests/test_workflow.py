@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.tables import TABLE_COLUMNS
+from pipeline.report.tables import TABLE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
@@ -227,7 +227,7 @@ def test_a_missing_mirror_stops_the_dry_run_with_the_key_and_the_fix(clean_copy:
 def test_a_damaged_dataset_fails_its_job_with_one_error_line_and_the_fix(tmp_path: Path):
     """A truncated results/data/dsprites.h5 that Snakemake takes as up to date: the downstream job prints
     the file and the fix once (its traceback is in the rule's log), and --forcerun remakes the file."""
-    from pipeline.dsprites import build_dsprites
+    from pipeline.data.dsprites import build_dsprites
 
     work = copy_workflow(tmp_path)
     data = work / "results" / "data" / "dsprites.h5"

@@ -1,5 +1,5 @@
 # Constants and named input functions shared by the rule files.
-from pipeline.train import family_of, seeds_of, variant_of
+from pipeline.train.stages import family_of, seeds_of, variant_of
 
 FIGURE_KINDS = ["swap", "generation"]
 LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures

@@ -53,43 +53,73 @@ rule diagnose_model:
         "../scripts/diagnose_model.py"
 
 
-rule plot_figures:
-    """Swap grid and fixed-latent generations of one model (S3VAE Fig. 4 and 7a)."""
+rule evaluate_verification:
+    """Speaker verification EER of the z_f and z_1:T utterance embeddings over all test-utterance pairs."""
     input:
-        model="results/models/{dataset}/{method}/seed0/model.pt",
+        model="results/models/{dataset}/{method}/z{dim}/model.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        swap=report("results/figures/{dataset}/{method}_swap.png", category="Figures"),
-        generation=report(
-            "results/figures/{dataset}/{method}_generation.png", category="Figures"
-        ),
+        "results/metrics/{dataset}/{method}/z{dim}_verification.csv",
     log:
-        "logs/plot_figures/{dataset}_{method}.log",
+        "logs/evaluate_verification/{dataset}_{method}_z{dim}.log",
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
     script:
-        "../scripts/plot_figures.py"
+        "../scripts/evaluate_verification.py"
 
 
-rule plot_latent_space:
-    """The unordered model's decodings over its z plane for two identities (Fig. 3) and a z trace (Fig. 4b)."""
+rule make_dsvae_table1:
+    """DSVAE's own Sprites table: judge disagreement and KL of attribute marginals of each DSVAE variant."""
     input:
-        model="results/models/{dataset}/{method}/seed0/model.pt",
-        dataset="results/data/{dataset}.h5",
+        models=[path for _, _, path in DSVAE_TABLE1_MODELS],
+        judge="results/judges/sprites/judge.pt",
+        dataset="results/data/sprites.h5",
+        published="workflow/published/dsvae_table1.csv",
     output:
-        grid=report("results/figures/{dataset}/{method}_zgrid.png", category="Figures"),
-        trace=report(
-            "results/figures/{dataset}/{method}_ztrace.png", category="Figures"
-        ),
+        csv=report("results/tables/dsvae_table1.csv", category="Tables"),
+        md="results/tables/dsvae_table1.md",
     log:
-        "logs/plot_latent_space/{dataset}_{method}.log",
+        "logs/make_dsvae_table1/sprites.log",
+    benchmark:
+        "benchmarks/make_dsvae_table1/sprites.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
+    threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=8000,
+        gpu=1,
+    params:
+        methods=[method for method, _, _ in DSVAE_TABLE1_MODELS],
+        seeds=[seed for _, seed, _ in DSVAE_TABLE1_MODELS],
+        evaluate=config["evaluate"],
     script:
-        "../scripts/plot_latent_space.py"
+        "../scripts/make_dsvae_table1.py"
+
+
+rule evaluate_dynamics:
+    """DSVAE Fig. 8: wrong pixels of reconstruction and imputation against missing frames, bouncing balls."""
+    input:
+        models=[path for _, _, path in DYNAMICS_MODELS],
+        dataset="results/data/bouncing.h5",
+    output:
+        csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
+        png=report("results/tables/dsvae_dynamics.png", category="Figures"),
+    log:
+        "logs/evaluate_dynamics/bouncing.log",
+    benchmark:
+        "benchmarks/evaluate_dynamics/bouncing.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        methods=[method for method, _, _ in DYNAMICS_MODELS],
+        seeds=[seed for _, seed, _ in DYNAMICS_MODELS],
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/evaluate_dynamics.py"

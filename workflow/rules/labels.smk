@@ -19,3 +19,22 @@ rule label_flow:
         device=config["device"],
     script:
         "../scripts/label_flow.py"
+
+
+rule label_silence:
+    """Silence pseudo labels (S3VAE section 4.2): a frame is silent when its RMS level is below silence_db."""
+    input:
+        dataset="results/data/{dataset}.h5",
+    output:
+        "results/labels/{dataset}/silence.h5",
+    log:
+        "logs/label_silence/{dataset}.log",
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        threshold_db=config["audio"]["silence_db"],
+    script:
+        "../scripts/label_silence.py"

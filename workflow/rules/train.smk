@@ -46,3 +46,30 @@ rule train_model:
         seed=config["seed"],
     script:
         "../scripts/train_model.py"
+
+
+rule train_audio_model:
+    """Train one audio model (S3VAE with silence DFP, or FHVAE) with dim-sized latents; resumable."""
+    input:
+        dataset="results/data/{dataset}.h5",
+        labels="results/labels/{dataset}/silence.h5",
+    output:
+        "results/models/{dataset}/{method}/z{dim}/model.pt",
+    log:
+        "logs/train_audio_model/{dataset}_{method}_z{dim}.log",
+    benchmark:
+        "benchmarks/train_audio_model/{dataset}_{method}_z{dim}.tsv"
+    wildcard_constraints:
+        dim="[0-9]+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    params:
+        spec=audio_model_spec,
+        model=config["audio"]["model"],
+        train=config["audio"]["train"],
+    script:
+        "../scripts/train_audio_model.py"

@@ -1,4 +1,4 @@
-from pipeline.audio import build_audio
+from pipeline.data.audio import build_audio
 from pipeline.stage import run_stage
 
 run_stage(

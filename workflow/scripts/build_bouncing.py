@@ -1,4 +1,4 @@
-from pipeline.bouncing import build_bouncing
+from pipeline.data.bouncing import build_bouncing
 from pipeline.stage import run_stage
 
 part = snakemake.params.bouncing

@@ -1,4 +1,4 @@
-from pipeline.dsprites import build_dsprites
+from pipeline.data.dsprites import build_dsprites
 from pipeline.stage import run_stage
 
 run_stage(

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pipeline.smmnist import MovingDigitsSpec, build_smmnist
+from pipeline.data.smmnist import MovingDigitsSpec, build_smmnist
 from pipeline.stage import run_stage
 
 part = snakemake.params.smmnist

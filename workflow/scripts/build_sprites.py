@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pipeline.sprites import build_sprites
+from pipeline.data.sprites import build_sprites
 from pipeline.stage import run_stage
 
 run_stage(

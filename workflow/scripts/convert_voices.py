@@ -1,4 +1,4 @@
-from pipeline.conversion import convert_voices
+from pipeline.report.conversion import convert_voices
 from pipeline.stage import run_stage
 
 run_stage(

@@ -1,4 +1,4 @@
-from pipeline.diagnostics import diagnose_model
+from pipeline.evaluate.diagnostics import diagnose_model
 from pipeline.stage import run_stage
 
 run_stage(

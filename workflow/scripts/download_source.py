@@ -1,4 +1,4 @@
-from pipeline.download import fetch_source
+from pipeline.data.download import fetch_source
 from pipeline.stage import run_stage
 
 run_stage(

@@ -1,4 +1,4 @@
-from pipeline.dsvae_study import evaluate_dynamics
+from pipeline.evaluate.dsvae_study import evaluate_dynamics
 from pipeline.stage import run_stage
 
 run_stage(

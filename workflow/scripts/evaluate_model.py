@@ -1,4 +1,4 @@
-from pipeline.evaluate import evaluate_model
+from pipeline.evaluate.table1 import evaluate_model
 from pipeline.stage import run_stage
 
 run_stage(

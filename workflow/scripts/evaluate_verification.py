@@ -1,5 +1,5 @@
+from pipeline.evaluate.verification import evaluate_verification
 from pipeline.stage import run_stage
-from pipeline.verification import evaluate_verification
 
 run_stage(
     snakemake,

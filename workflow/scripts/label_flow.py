@@ -1,5 +1,5 @@
 from pipeline.config import resolve_device
-from pipeline.flow import label_flow
+from pipeline.labels.flow import label_flow
 from pipeline.stage import run_stage
 
 flow = snakemake.params.flow

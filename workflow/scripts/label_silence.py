@@ -1,4 +1,4 @@
-from pipeline.silence import label_silence
+from pipeline.labels.silence import label_silence
 from pipeline.stage import run_stage
 
 run_stage(

@@ -1,4 +1,4 @@
-from pipeline.dsvae_study import make_dsvae_table1
+from pipeline.evaluate.dsvae_study import make_dsvae_table1
 from pipeline.stage import run_stage
 
 run_stage(

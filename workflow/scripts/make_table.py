@@ -1,5 +1,5 @@
+from pipeline.report.tables import make_table
 from pipeline.stage import run_stage
-from pipeline.tables import make_table
 
 run_stage(
     snakemake,

@@ -1,5 +1,5 @@
+from pipeline.report.tables import make_table3
 from pipeline.stage import run_stage
-from pipeline.tables import make_table3
 
 run_stage(
     snakemake,

@@ -1,4 +1,4 @@
-from pipeline.figures import plot_figures
+from pipeline.report.figures import plot_figures
 from pipeline.stage import run_stage
 
 run_stage(

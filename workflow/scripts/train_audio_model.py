@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train import train_audio_model
+from pipeline.train.stages import train_audio_model
 
 run_stage(
     snakemake,

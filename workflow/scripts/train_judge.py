@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train import train_judge
+from pipeline.train.stages import train_judge
 
 run_stage(
     snakemake,

@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train import train_model
+from pipeline.train.stages import train_model
 
 run_stage(
     snakemake,

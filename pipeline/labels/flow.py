@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
 from tqdm import tqdm
 
-from pipeline import h5io
+from pipeline.data import h5io
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.download import refetch_hint, verify_files
-from pipeline.h5io import Factor, write_dataset
+from pipeline.data.download import refetch_hint, verify_files
+from pipeline.data.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _sheet_path(sheets_dir: Path, file: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"sprite sheet {path} is missing: run the download rule "
-            f"(python -m pipeline.download --source lpc-sprites --dest {sheets_dir}), "
+            f"(python -m pipeline.data.download --source lpc-sprites --dest {sheets_dir}), "
             "or set `mirror` in the config to a folder holding lpc-sprites/"
         )
     return path

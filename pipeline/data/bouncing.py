@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pymunk
 
-from pipeline.h5io import Factor, write_dataset
+from pipeline.data.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ digits a clip shows, not their order). Trajectories: `position` (N, T, 2, 2) pix
 each digit's top-left corner as drawn, `velocity` (N, T, 2, 2) the velocity that moves it to frame t + 1.
 
 MNIST's IDX archives come from the download stage. A mirror may hold only a known partial copy of the
-training images (pipeline/download.py); the reader then uses the complete images it holds and logs how
+training images (pipeline/data/download.py); the reader then uses the complete images it holds and logs how
 many. Any other truncated archive is an error.
 """
 
@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.download import SOURCES, verified_files
-from pipeline.h5io import JUDGE_SPLIT, Factor, write_dataset
+from pipeline.data.download import SOURCES, verified_files
+from pipeline.data.h5io import JUDGE_SPLIT, Factor, write_dataset
 
 logger = logging.getLogger(__name__)
 

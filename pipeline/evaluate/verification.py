@@ -15,12 +15,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline import h5io
 from pipeline.config import resolve_device
-from pipeline.data import load_clips
-from pipeline.evaluate import posterior_means
-from pipeline.h5io import atomic_path
-from pipeline.train import load_model
+from pipeline.data import h5io
+from pipeline.data.clips import load_clips
+from pipeline.data.h5io import atomic_path
+from pipeline.evaluate.table1 import posterior_means
+from pipeline.train.stages import load_model
 
 logger = logging.getLogger(__name__)
 

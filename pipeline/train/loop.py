@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pipeline.data import ClipSet
-from pipeline.h5io import atomic_path
+from pipeline.data.clips import ClipSet
+from pipeline.data.h5io import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.h5io import Factor, write_dataset
+from pipeline.data.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
 

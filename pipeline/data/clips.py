@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline import h5io
+from pipeline.data import h5io
 
 
 def to_input(frames: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from pipeline import h5io
+from pipeline.data import h5io
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import logging
 
 import pandas as pd
 
-from pipeline.evaluate import HEADLINE, protocol_of
-from pipeline.h5io import atomic_path
-from pipeline.verification import COLUMNS as VERIFICATION_COLUMNS
+from pipeline.data.h5io import atomic_path
+from pipeline.evaluate.table1 import HEADLINE, protocol_of
+from pipeline.evaluate.verification import COLUMNS as VERIFICATION_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ def _grid(metrics: list[str], rows: list[tuple[str, dict[str, str]]], first: str
 def _direction_note(dataset: str) -> str:
     directions = protocol_of(dataset).directions
     if len(directions) == 1:
-        return f"each metric is of the {directions[0]} direction only (pipeline/evaluate.py)."
-    return "each metric averages the " + " and ".join(directions) + " directions (pipeline/evaluate.py)."
+        return f"each metric is of the {directions[0]} direction only (pipeline/evaluate/table1.py)."
+    return (
+        "each metric averages the " + " and ".join(directions) + " directions (pipeline/evaluate/table1.py)."
+    )
 
 
 def over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -153,7 +155,10 @@ def markdown_table(
         ] + _grid(by_direction, mine)
         part = diagnostics[diagnostics["dataset"] == dataset] if len(diagnostics) else diagnostics
         if len(part):
-            lines += [f"### {dataset}, diagnostics (pipeline/diagnostics.py)", ""] + diagnostics_lines(part)
+            lines += [
+                f"### {dataset}, diagnostics (pipeline/evaluate/diagnostics.py)",
+                "",
+            ] + diagnostics_lines(part)
     lines += [
         "## Judge test accuracy (real clips)",
         "",
@@ -258,7 +263,8 @@ def markdown_dsvae_table1(table: pd.DataFrame) -> str:
     lines.append(
         f"Ours: mean ± sample std over {seeds} training seeds (each the mean over the repeats), {n} test "
         "clips. A static attribute's recon keeps f and draws z_1:T from the prior; the dynamic one keeps "
-        "z_1:T and draws f. Definitions: pipeline/dsvae_study.py. Published: DSVAE's Table 1 (factorised "
+        "z_1:T and draws f. Definitions: pipeline/evaluate/dsvae_study.py. "
+        "Published: DSVAE's Table 1 (factorised "
         "q), its source in the CSV's source column."
     )
     return "\n".join(lines) + "\n"

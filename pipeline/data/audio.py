@@ -33,9 +33,9 @@ import librosa
 import numpy as np
 import soundfile
 
-from pipeline import h5io
-from pipeline.download import refetch_hint
-from pipeline.sphere import read_sphere
+from pipeline.data import h5io
+from pipeline.data.download import refetch_hint
+from pipeline.data.sphere import read_sphere
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from pipeline.h5io import Factor
+from pipeline.data.h5io import Factor
 
 
 @dataclass(frozen=True)

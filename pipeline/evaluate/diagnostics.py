@@ -35,14 +35,14 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from pipeline import heads  # noqa: E402
 from pipeline.config import resolve_bf16, resolve_device  # noqa: E402
-from pipeline.data import ClipSet, load_clips  # noqa: E402
-from pipeline.evaluate import posterior_means  # noqa: E402
-from pipeline.figures import save_figure  # noqa: E402
-from pipeline.h5io import atomic_path, read_attrs  # noqa: E402
-from pipeline.train import load_model  # noqa: E402
-from pipeline.training import autocast  # noqa: E402
+from pipeline.data.clips import ClipSet, load_clips  # noqa: E402
+from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.evaluate import heads  # noqa: E402
+from pipeline.evaluate.table1 import posterior_means  # noqa: E402
+from pipeline.report.figures import save_figure  # noqa: E402
+from pipeline.train.loop import autocast  # noqa: E402
+from pipeline.train.stages import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import h5io  # noqa: E402
-from pipeline.audio import features_to_audio  # noqa: E402
 from pipeline.config import resolve_device  # noqa: E402
-from pipeline.data import load_clips  # noqa: E402
-from pipeline.h5io import atomic_path  # noqa: E402
-from pipeline.train import load_model  # noqa: E402
+from pipeline.data import h5io  # noqa: E402
+from pipeline.data.audio import features_to_audio  # noqa: E402
+from pipeline.data.clips import load_clips  # noqa: E402
+from pipeline.data.h5io import atomic_path  # noqa: E402
+from pipeline.train.stages import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

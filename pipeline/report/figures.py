@@ -29,9 +29,9 @@ from torch import Tensor, nn  # noqa: E402
 
 from models import Unordered  # noqa: E402
 from pipeline.config import resolve_device  # noqa: E402
-from pipeline.data import load_clips, to_uint8  # noqa: E402
-from pipeline.h5io import atomic_path  # noqa: E402
-from pipeline.train import load_model  # noqa: E402
+from pipeline.data.clips import load_clips, to_uint8  # noqa: E402
+from pipeline.data.h5io import atomic_path  # noqa: E402
+from pipeline.train.stages import load_model  # noqa: E402
 
 
 def save_clip_grid(path: str, rows: list[np.ndarray], labels: list[str], title: str) -> None:

@@ -15,12 +15,13 @@ import torch
 from torch import Tensor, nn
 
 import models
-from pipeline import h5io, heads
 from pipeline.config import resolve_bf16, resolve_device
-from pipeline.data import ClipSet, load_clips
-from pipeline.h5io import atomic_path
-from pipeline.heads import JudgeHead
-from pipeline.training import TrainSettings, autocast, fit, fit_gan
+from pipeline.data import h5io
+from pipeline.data.clips import ClipSet, load_clips
+from pipeline.data.h5io import atomic_path
+from pipeline.evaluate import heads
+from pipeline.evaluate.heads import JudgeHead
+from pipeline.train.loop import TrainSettings, autocast, fit, fit_gan
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ def train_audio_model(*, dataset: str, labels: str, output: str, config: dict, m
 
 
 def judge_loss_fn(judge_heads: list[JudgeHead]):
-    """Training loss of a judge: the sum of its heads' cross-entropies (pipeline/heads.py)."""
+    """Training loss of a judge: the sum of its heads' cross-entropies (pipeline/evaluate/heads.py)."""
 
     def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = net(x)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.h5io import atomic_path
+from pipeline.data.h5io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def refetch_hint(folder: Path | str) -> str:
     source = folder.name if folder.name in SOURCES else "SOURCE"
     return (
         f"fetch it again with `snakemake [TARGET ...] --forcerun download_source` and your --config (targets "
-        f"first), or delete {folder} and rerun; outside the workflow: python -m pipeline.download --source "
+        f"first), or delete {folder} and rerun; without Snakemake: python -m pipeline.data.download --source "
         f"{source} --dest {folder}"
     )
 

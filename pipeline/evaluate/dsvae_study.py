@@ -2,7 +2,7 @@
 
 DSVAE Table 1 (Sprites), per judge head a (a factor, or an order-free group of factors). The judge reads
 the real test clips x and clips generated from them; p(y|x) is its class distribution, its prediction the
-multiset nearest to p(y|x) (pipeline/heads.py: the argmax for a single factor). As DSVAE section 4.1 defines
+multiset nearest p(y|x) (pipeline/evaluate/heads.py: a single factor's argmax). As DSVAE section 4.1 defines
 them, on pairs of a real clip and its generation:
 - Generation "recon": a static head's row keeps f (posterior mean of x) and draws z_1:T from the learned
   prior (evaluate.regenerate "fixed_static"); a dynamic head's row (the action) keeps z_1:T and draws
@@ -11,7 +11,7 @@ them, on pairs of a real clip and its generation:
   prediction on the real clip (the judge on data against the judge on generated frames, not against the
   ground truth: the judge's own errors cancel).
 - `KL(p_recon||p_data)`: the mean over clips of KL(p_recon || p_data) between the judge's distributions on
-  the generation and on its real clip (`pipeline.metrics.mean_kl`).
+  the generation and on its real clip (`pipeline.evaluate.metrics.mean_kl`).
 - `KL(p_random||p_data)`: the mean over clips of KL(uniform || p_data), the paper's reference level (a
   judge output that says nothing); it depends on the judge and the data, not on the model.
 Each row is the mean and std over `evaluate.repeats` draws, `n` test clips each; the published Table 1
@@ -22,7 +22,7 @@ model (the stochastic z_t, LSTM-f, LSTM-c) and each number k = 0 .. T-1 of conse
 the end of a test clip, the model sees the first t = T - k frames and predicts the rest
 (`models.dsvae.DSVAE.impute`; k = 0 is reconstruction). `wrong_pixels` is the fraction of pixels of the
 whole clip, observed and predicted frames alike, that the binarised output gets wrong
-(`pipeline.metrics.wrong_pixels`), over the test split.
+(`pipeline.evaluate.metrics.wrong_pixels`), over the test split.
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import heads, metrics  # noqa: E402
 from pipeline.config import resolve_bf16, resolve_device  # noqa: E402
-from pipeline.data import load_clips  # noqa: E402
-from pipeline.evaluate import judge_generations, posterior_means  # noqa: E402
-from pipeline.figures import save_figure  # noqa: E402
-from pipeline.h5io import atomic_path, read_attrs  # noqa: E402
-from pipeline.tables import markdown_dsvae_table1, over_seeds  # noqa: E402
-from pipeline.train import load_model  # noqa: E402
-from pipeline.training import autocast  # noqa: E402
+from pipeline.data.clips import load_clips  # noqa: E402
+from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.evaluate import heads, metrics  # noqa: E402
+from pipeline.evaluate.table1 import judge_generations, posterior_means  # noqa: E402
+from pipeline.report.figures import save_figure  # noqa: E402
+from pipeline.report.tables import markdown_dsvae_table1, over_seeds  # noqa: E402
+from pipeline.train.loop import autocast  # noqa: E402
+from pipeline.train.stages import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ distribution p(y|x) gives IS, H(y|x) and H(y). Each direction is repeated R time
 Sprites and moving dSprites are scored in both directions, with the motion head (action, motion) as score
 head; the metric names without a direction suffix average the two. SMMNIST is scored as S3VAE scores it,
 in the fixed_static direction only: Acc is the fraction of generated clips whose two digits the judge
-recognises as the real clip's (order-free, pipeline/heads.py), and the scores use the judge's 10-way
+recognises as the real clip's (order-free, pipeline/evaluate/heads.py), and the scores use the judge's 10-way
 digit distribution, where a clip of two different digits judged perfectly has H(y|x) = log 2.
 
 A model without an encoder (MoCoGAN) is scored by `models.mocogan.table1_probabilities`: groups of
@@ -30,12 +30,12 @@ import torch
 from torch import Tensor, nn
 
 from models.mocogan import table1_probabilities
-from pipeline import heads, metrics
 from pipeline.config import resolve_bf16, resolve_device
-from pipeline.data import load_clips
-from pipeline.h5io import atomic_path, read_attrs
-from pipeline.train import load_model
-from pipeline.training import autocast
+from pipeline.data.clips import load_clips
+from pipeline.data.h5io import atomic_path, read_attrs
+from pipeline.evaluate import heads, metrics
+from pipeline.train.loop import autocast
+from pipeline.train.stages import load_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,106 @@
+rule make_table:
+    """A results table (table1: Sprites and SMMNIST; dsprites): every model's metrics, judge accuracy, published rows."""
+    input:
+        metrics=metrics_of_table,
+        diagnostics=diagnostics_of_table,
+        judges=judge_accuracies_of_table,
+        published="workflow/published/{table}.csv",
+    output:
+        csv=report("results/tables/{table}.csv", category="Tables"),
+        md="results/tables/{table}.md",
+    log:
+        "logs/make_table/{table}.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    params:
+        judge_bars=config["judge"]["min_accuracy"],
+    script:
+        "../scripts/make_table.py"
+
+
+rule make_table3:
+    """Table 3 (S3VAE) / Table 2 (DSVAE): every audio model's EERs beside the published rows.
+
+    The voice-conversion figures are inputs so that one target builds every audio result.
+    """
+    input:
+        verification=verification_of_all_audio_models,
+        conversions=conversions_of_all_audio_models,
+        published="workflow/published/table3.csv",
+    output:
+        csv=report("results/tables/table3.csv", category="Tables"),
+        md="results/tables/table3.md",
+    log:
+        "logs/make_table3/table3.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    script:
+        "../scripts/make_table3.py"
+
+
+rule plot_figures:
+    """Swap grid and fixed-latent generations of one model (S3VAE Fig. 4 and 7a)."""
+    input:
+        model="results/models/{dataset}/{method}/seed0/model.pt",
+        dataset="results/data/{dataset}.h5",
+    output:
+        swap=report("results/figures/{dataset}/{method}_swap.png", category="Figures"),
+        generation=report(
+            "results/figures/{dataset}/{method}_generation.png", category="Figures"
+        ),
+    log:
+        "logs/plot_figures/{dataset}_{method}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/plot_figures.py"
+
+
+rule plot_latent_space:
+    """The unordered model's decodings over its z plane for two identities (Fig. 3) and a z trace (Fig. 4b)."""
+    input:
+        model="results/models/{dataset}/{method}/seed0/model.pt",
+        dataset="results/data/{dataset}.h5",
+    output:
+        grid=report("results/figures/{dataset}/{method}_zgrid.png", category="Figures"),
+        trace=report(
+            "results/figures/{dataset}/{method}_ztrace.png", category="Figures"
+        ),
+    log:
+        "logs/plot_latent_space/{dataset}_{method}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/plot_latent_space.py"
+
+
+rule convert_voices:
+    """Voice conversion (DSVAE Fig. 6): swap z_f between two speakers; spectrograms and Griffin-Lim WAVs."""
+    input:
+        model="results/models/{dataset}/{method}/z{dim}/model.pt",
+        dataset="results/data/{dataset}.h5",
+    output:
+        figure=report(
+            "results/figures/{dataset}/{method}/z{dim}_conversion.png",
+            category="Figures",
+        ),
+        wavs=directory("results/figures/{dataset}/{method}/z{dim}_conversion"),
+    log:
+        "logs/convert_voices/{dataset}_{method}_z{dim}.log",
+    conda:
+        "../../envs/audio.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/convert_voices.py"
