@@ -1,7 +1,6 @@
 """Torch modules only: one file per model family, shared blocks in `blocks.py`.
 
-`FAMILIES` maps a family name to its (config dataclass, module) pair, so a saved model is
-rebuilt from its family name and config alone.
+Which families exist, how their configs are derived and how they are trained: pipeline/train/families.py.
 """
 
 from models.dsvae import DSVAE, DSVAEConfig
@@ -11,19 +10,17 @@ from models.mocogan import MoCoGAN, MoCoGANConfig
 from models.s3vae import S3VAE, S3VAEConfig
 from models.unordered import Unordered, UnorderedConfig
 
-FAMILIES = {
-    "s3vae": (S3VAEConfig, S3VAE),
-    "dsvae": (DSVAEConfig, DSVAE),
-    "unordered": (UnorderedConfig, Unordered),
-    "mocogan": (MoCoGANConfig, MoCoGAN),
-    "fhvae": (FHVAEConfig, FHVAE),
-    "judge": (JudgeConfig, Judge),
-}
-
-
-def build(family: str, config: dict):
-    if family not in FAMILIES:
-        raise KeyError(f"unknown model family '{family}': known are {sorted(FAMILIES)}")
-    config_cls, module_cls = FAMILIES[family]
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    return module_cls(config_cls(**fields))
+__all__ = [
+    "DSVAE",
+    "DSVAEConfig",
+    "FHVAE",
+    "FHVAEConfig",
+    "Judge",
+    "JudgeConfig",
+    "MoCoGAN",
+    "MoCoGANConfig",
+    "S3VAE",
+    "S3VAEConfig",
+    "Unordered",
+    "UnorderedConfig",
+]

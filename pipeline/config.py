@@ -6,6 +6,7 @@ import copy
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -18,6 +19,27 @@ PRESETS = ROOT / "workflow" / "presets"
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class FromConfig:
+    """The default of a stage argument that comes from the workflow config: the value at `key` (dotted).
+
+    A rule passes it as a param of the same name; a stage's command line reads it from config.yaml, the
+    preset and `--set` (pipeline/stage.py); a Python caller passes it (`config_arguments` fills them in).
+    config.yaml stays the one home of every such value."""
+
+    key: str
+
+    def __repr__(self) -> str:
+        return f"config {self.key}"
+
+
+def config_value(config: Mapping, key: str) -> object:
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
 def merge(base: Mapping, update: Mapping) -> dict:

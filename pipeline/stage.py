@@ -8,10 +8,10 @@ signature needs no CLI edit:
 - one option per argument, `--sheets-dir` for `sheets_dir`; its type from the annotation (`int`, `float`,
   `bool` as `--x/--no-x`, a list as several values, a dict or dataclass as one YAML mapping);
   an argument without a default is a required option;
-- an argument named `config` (the resolved workflow config) becomes `--configfile PATH` (config.yaml),
-  `--preset NAME` and repeated `--set key.sub=value`, merged and validated as the Snakefile does
-  (`pipeline.config.load`);
-- a module with several stages takes the stage's name first: `python -m pipeline.train.stages train_judge`.
+- an argument whose default is `FromConfig("key")` (pipeline/config.py) is optional: it defaults to that
+  key of the workflow config, read from `--configfile PATH` (config.yaml), `--preset NAME` and repeated
+  `--set key.sub=value`, merged and validated as the Snakefile does (`pipeline.config.load`);
+- a module with several stages takes the stage's name first: `python -m pipeline.report.tables make_table3`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import yaml
+
+from pipeline.config import ROOT, ConfigError, FromConfig, config_value, load, merge
 
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
@@ -60,6 +62,7 @@ def call_stage(stage: Callable, kwargs: Mapping, log_path: str | os.PathLike | N
     Without a log file the traceback goes to stderr, before the error line.
     """
     try:
+        _check_config_arguments(stage, kwargs)
         stage(**kwargs)
     except Exception as err:
         message = f"{stage.__name__} failed: {type(err).__name__}: {err}"
@@ -76,13 +79,36 @@ def call_stage(stage: Callable, kwargs: Mapping, log_path: str | os.PathLike | N
         raise SystemExit(message) from None
 
 
-def run_stage(smk, stage: Callable, **kwargs) -> None:
-    """Run `stage(**kwargs)` in a Snakemake `script:` job, logging to the rule's log file."""
+def _check_config_arguments(stage: Callable, kwargs: Mapping) -> None:
+    missing = [
+        f"{name} ({param.default!r})"
+        for name, param in inspect.signature(stage).parameters.items()
+        if isinstance(param.default, FromConfig) and name not in kwargs
+    ]
+    if missing:
+        raise TypeError(
+            f"{stage.__name__} was not given {', '.join(missing)}: its rule passes each as a param of that "
+            "name"
+        )
+
+
+def config_arguments(stage: Callable, config: Mapping) -> dict:
+    """The arguments of `stage` that default to a config key (`FromConfig`), read from `config`."""
+    return {
+        name: config_value(config, param.default.key)
+        for name, param in inspect.signature(stage).parameters.items()
+        if isinstance(param.default, FromConfig)
+    }
+
+
+def run_stage(smk, stage: Callable, **paths) -> None:
+    """Run `stage` in a Snakemake `script:` job, logging to the rule's log file: `paths` (the job's files
+    and wildcards) and the rule's params, each the stage's keyword argument of the same name."""
+    kwargs = {**dict(smk.params.items()), **paths}
     log_path = smk.log[0] if smk.log else None
     setup_logging(log_path)
-    import torch
-
-    torch.set_num_threads(max(int(smk.threads), 1))
+    if "torch" in sys.modules:  # a stage that computes with torch uses the rule's threads, no more
+        sys.modules["torch"].set_num_threads(max(int(smk.threads), 1))
     logger = logging.getLogger(stage.__module__)
     logger.info("rule %s, %d thread(s), wildcards %s", smk.rule, smk.threads, dict(smk.wildcards))
     call_stage(stage, kwargs, log_path)
@@ -145,40 +171,41 @@ def _type_hints(stage: Callable) -> dict:
         return {}
 
 
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("config (the workflow's, merged and validated as the Snakefile does)")
+    group.add_argument(
+        "--configfile",
+        dest="_configfile",
+        default=str(ROOT / "config.yaml"),
+        metavar="PATH",
+        help="(default: the repository's, %(default)s)",
+    )
+    group.add_argument(
+        "--preset", dest="_preset", metavar="NAME", help="smoke, quick or paper (default: the config file's)"
+    )
+    group.add_argument(
+        "--set",
+        dest="_set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set train.epochs=3 --set 'model.conv_channels=[8, 16]'",
+    )
+
+
 def _add_stage_arguments(parser: argparse.ArgumentParser, stage: Callable) -> None:
     hints = _type_hints(stage)
+    config_group = False
     for name, param in inspect.signature(stage).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if name == "config":
-            group = parser.add_argument_group(
-                "config (the workflow's, merged and validated as the Snakefile does)"
-            )
-            group.add_argument(
-                "--configfile",
-                dest="_configfile",
-                default="config.yaml",
-                metavar="PATH",
-                help="(default: %(default)s)",
-            )
-            group.add_argument(
-                "--preset",
-                dest="_preset",
-                metavar="NAME",
-                help="smoke, quick or paper (default: the config file's)",
-            )
-            group.add_argument(
-                "--set",
-                dest="_set",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help="override one key, e.g. --set train.epochs=3 --set 'model.conv_channels=[8, 16]'",
-            )
-            continue
+        if isinstance(param.default, FromConfig) and not config_group:
+            config_group = True
+            _add_config_options(parser)
         hint = hints.get(name, str)
         option = _option(hint)
         required = param.default is param.empty
+        from_config = isinstance(param.default, FromConfig)
         described = _describe(hint) + (" (YAML mapping)" if option.get("type") is _yaml_mapping else "")
         help_text = described + ("" if required else f" (default: {param.default!r})")
         flag = "--" + name.replace("_", "-")
@@ -186,7 +213,7 @@ def _add_stage_arguments(parser: argparse.ArgumentParser, stage: Callable) -> No
         if "action" not in option:
             kwargs["metavar"] = name.upper()
         if not required:
-            kwargs["default"] = param.default
+            kwargs["default"] = argparse.SUPPRESS if from_config else param.default
         parser.add_argument(flag, **kwargs)
     parser.add_argument(
         "--log", dest="_log", metavar="PATH", help="also log to this file (a failure's traceback)"
@@ -194,8 +221,6 @@ def _add_stage_arguments(parser: argparse.ArgumentParser, stage: Callable) -> No
 
 
 def _overrides(preset: str | None, assignments: list[str]) -> dict:
-    from pipeline.config import merge
-
     overrides: dict = {} if preset is None else {"preset": preset}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -210,17 +235,16 @@ def _overrides(preset: str | None, assignments: list[str]) -> dict:
 
 
 def _stage_kwargs(stage: Callable, args: argparse.Namespace) -> dict:
-    from pipeline.config import ConfigError, load
 
-    kwargs = {}
-    for name in inspect.signature(stage).parameters:
-        if name == "config":
-            try:
-                kwargs[name] = load(args._configfile, _overrides(args._preset, args._set))
-            except (ConfigError, OSError) as err:
-                raise SystemExit(f"ERROR: {err}") from None
-        elif hasattr(args, name):
-            kwargs[name] = getattr(args, name)
+    kwargs = {
+        name: getattr(args, name) for name in inspect.signature(stage).parameters if hasattr(args, name)
+    }
+    if hasattr(args, "_configfile"):
+        try:
+            config = load(args._configfile, _overrides(args._preset, args._set))
+        except (ConfigError, OSError) as err:
+            raise SystemExit(f"ERROR: {err}") from None
+        kwargs = {**config_arguments(stage, config), **kwargs}
     return kwargs
 
 

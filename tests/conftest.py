@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.config import load
 from pipeline.data.download import fetch_source
+from pipeline.stage import config_arguments
 
 REPO = Path(__file__).resolve().parents[1]
+# config.yaml as the workflow resolves it: where a stage called directly reads its unset config arguments
+WORKFLOW_CONFIG = load()
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,9 @@ def assert_adam_steps_lower(model: torch.nn.Module, loss_at_fixed_noise, *, lr: 
     with torch.no_grad():
         after = loss_at_fixed_noise()
     assert after < before, f"loss went from {before.item():.3f} to {after.item():.3f}"
+
+
+def call_with_config(stage, config: dict, **arguments):
+    """Call `stage` as its rule does: what it reads from the workflow config (its `FromConfig` arguments)
+    taken from `config`, the rest from `arguments`."""
+    return stage(**{**config_arguments(stage, config), **arguments})

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_adam_steps_lower
+from conftest import assert_adam_steps_lower, call_with_config
 
 import models
 from pipeline.config import load
@@ -38,7 +38,9 @@ from pipeline.evaluate.verification import (
 from pipeline.labels.silence import label_silence, silence_labels
 from pipeline.report.conversion import convert_voices
 from pipeline.report.tables import make_table3
-from pipeline.train.stages import load_model, train_audio_model
+from pipeline.train.audio import train_audio_model
+from pipeline.train.checkpoint import load_model
+from pipeline.train.families import audio_variant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,20 +163,26 @@ def test_every_audio_family_trains_scores_and_converts(method: str, timit_root: 
     label_silence(dataset=data, output=labels, threshold_db=-40.0)
     config = load(overrides={"preset": "smoke", "audio": {"train": {"batch_size": 4}}})  # 12 train segments
     model = tmp_path / "model.pt"
-    train_audio_model(
-        dataset=str(data), labels=str(labels), output=str(model), config=config, method=method, dim=4
+    variant = audio_variant(config["audio"]["models"][method], config["variants"], dim=4)
+    call_with_config(
+        train_audio_model, config, dataset=str(data), labels=str(labels), output=str(model), variant=variant
     )
     assert load_model(model).config.static_dim == 4
     scores = tmp_path / "verification.csv"
-    evaluate_verification(
-        model=str(model), dataset=str(data), output=str(scores), config=config, method=method
+    call_with_config(
+        evaluate_verification, config, model=str(model), dataset=str(data), output=str(scores), method=method
     )
     table = pd.read_csv(scores)
     assert table["feature"].tolist() == ["z_f", "z_1:T"] and table["eer"].between(0, 1).all()
     assert (table["utterances"] == 48).all()
     wavs = tmp_path / "conversion"
-    convert_voices(
-        model=str(model), dataset=str(data), figure=str(tmp_path / "c.png"), wav_dir=str(wavs), config=config
+    call_with_config(
+        convert_voices,
+        config,
+        model=str(model),
+        dataset=str(data),
+        figure=str(tmp_path / "c.png"),
+        wav_dir=str(wavs),
     )
     assert sorted(p.name for p in wavs.iterdir()) == ["a.wav", "a_as_b.wav", "b.wav", "b_as_a.wav"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data import bouncing, h5io
 from pipeline.data.bouncing import RADIUS, build_bouncing, corners, make_polygon, make_split, wall_distances
@@ -90,4 +91,11 @@ def test_build_writes_the_seqdis_layout(tmp_path):
     assert len(test) == 2 and (test.factors["shape"] == bouncing.SHAPES.index("square")).all()
     assert test.trajectories["position"].shape == test.trajectories["velocity"].shape == (2, 6, 2)
     with pytest.raises(ValueError, match="triangle"):
-        build_bouncing(output=path, train_sequences=1, test_sequences=1, shape="triangle")
+        call_with_config(
+            build_bouncing,
+            WORKFLOW_CONFIG,
+            output=path,
+            train_sequences=1,
+            test_sequences=1,
+            shape="triangle",
+        )

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import call_with_config
 
 from models import S3VAE, Judge, JudgeConfig, S3VAEConfig
 from pipeline.config import load
 from pipeline.data.dsprites import build_dsprites
+from pipeline.data.factors import judge_heads
 from pipeline.data.h5io import Factor
 from pipeline.evaluate.diagnostics import diagnose_model, head_classes, probe_matrix
-from pipeline.evaluate.heads import judge_heads
-from pipeline.train.stages import save_model
+from pipeline.train.checkpoint import save_model
 
 SIZE, T = 32, 4
 
@@ -81,15 +82,16 @@ def test_diagnose_model_writes_every_diagnostic_and_the_heat_map(tiny_files):
     config = load(overrides={"preset": "smoke", "device": "cpu", "evaluate": {"probe_sequences": 24}})
     out = tiny_files["root"] / "out"
     out.mkdir()
-    diagnose_model(
+    call_with_config(
+        diagnose_model,
+        config,
         model=str(tiny_files["model"]),
         judge=str(tiny_files["judge"]),
         dataset=str(tiny_files["dataset"]),
         output_csv=str(out / "seed0_diagnostics.csv"),
         output_png=str(out / "seed0_probes.png"),
-        config=config,
         method="full",
-        seed=0,
+        training_seed=0,
     )
     table = pd.read_csv(out / "seed0_diagnostics.csv")
     assert set(table["diagnostic"]) == {"ceiling", "swap", "probe", "loss"}

@@ -8,6 +8,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data import download
 from pipeline.data.download import SOURCES, DownloadError, fetch_source, sha256_file
@@ -51,7 +52,7 @@ def test_mirror_copy_is_verified_and_listed(lpc_sprites: Path):
 
 def test_unknown_source_lists_the_known_ones(tmp_path: Path):
     with pytest.raises(ValueError, match="lpc-sprites"):
-        fetch_source(source="no-such-data", dest=tmp_path)
+        call_with_config(fetch_source, WORKFLOW_CONFIG, source="no-such-data", dest=tmp_path)
 
 
 def test_corrupted_file_is_rejected_and_not_kept(mirror: Path, tmp_path: Path):

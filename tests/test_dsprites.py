@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data.dsprites import (
     COLORS,
@@ -222,7 +223,16 @@ def test_positive_angle_turns_counterclockwise_on_screen(angle: float, tip_side:
 
 def test_bad_sizes_name_the_config_key(tmp_path: Path):
     with pytest.raises(ValueError, match="dsprites.train_sequences"):
-        build_dsprites(output=tmp_path / "out.h5", train_sequences=0, test_sequences=1)
+        call_with_config(
+            build_dsprites, WORKFLOW_CONFIG, output=tmp_path / "out.h5", train_sequences=0, test_sequences=1
+        )
     with pytest.raises(ValueError, match="dsprites.frames"):
-        build_dsprites(output=tmp_path / "out.h5", train_sequences=1, test_sequences=1, frames=1)
+        call_with_config(
+            build_dsprites,
+            WORKFLOW_CONFIG,
+            output=tmp_path / "out.h5",
+            train_sequences=1,
+            test_sequences=1,
+            frames=1,
+        )
     assert not (tmp_path / "out.h5").exists()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_adam_steps_lower
+from conftest import WORKFLOW_CONFIG, assert_adam_steps_lower, call_with_config
 
 from models import DSVAE, DSVAEConfig
 from models.blocks import pixel_nll
 from pipeline.data.bouncing import build_bouncing
 from pipeline.data.clips import load_clips
 from pipeline.evaluate.table1 import DIRECTIONS, generate
+from pipeline.train.checkpoint import load_model, save_model
 from pipeline.train.loop import TrainSettings, fit
-from pipeline.train.stages import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 1, 16
 TINY = dict(
@@ -155,7 +155,16 @@ def test_bernoulli_pixel_nll_is_the_binary_cross_entropy_per_clip():
 def test_trains_through_the_shared_loop_on_the_bouncing_dataset(tmp_path):
     """The training loop S3VAE uses runs DSVAE unchanged on binary bouncing-ball clips."""
     path = tmp_path / "bouncing.h5"
-    build_bouncing(output=path, train_sequences=8, test_sequences=4, frames=T, image_size=SIZE, seed=0)
+    call_with_config(
+        build_bouncing,
+        WORKFLOW_CONFIG,
+        output=path,
+        train_sequences=8,
+        test_sequences=4,
+        frames=T,
+        image_size=SIZE,
+        seed=0,
+    )
     model = tiny_model("factorised", "lstm_c")
 
     def loss_fn(net, x, targets):

@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from models import DSVAE, DSVAEConfig, Judge, JudgeConfig
 from pipeline.config import load
 from pipeline.data.bouncing import build_bouncing
 from pipeline.data.clips import ClipSet
+from pipeline.data.factors import judge_heads
 from pipeline.data.h5io import Factor
 from pipeline.evaluate import metrics
 from pipeline.evaluate.dsvae_study import (
@@ -20,8 +22,7 @@ from pipeline.evaluate.dsvae_study import (
     make_dsvae_table1,
     table1_scores,
 )
-from pipeline.evaluate.heads import judge_heads
-from pipeline.train.stages import save_model
+from pipeline.train.checkpoint import save_model
 
 FACTORS = (Factor("hair", "static", ("a", "b")), Factor("action", "dynamic", ("x", "y", "z")))
 HEADS = judge_heads(FACTORS)
@@ -83,7 +84,16 @@ def test_imputation_errors_count_the_wrong_pixels_of_the_whole_clip():
 @pytest.fixture(scope="module")
 def bouncing(tmp_path_factory):
     path = tmp_path_factory.mktemp("bouncing") / "bouncing.h5"
-    build_bouncing(output=path, train_sequences=2, test_sequences=3, frames=5, image_size=16, seed=0)
+    call_with_config(
+        build_bouncing,
+        WORKFLOW_CONFIG,
+        output=path,
+        train_sequences=2,
+        test_sequences=3,
+        frames=5,
+        image_size=16,
+        seed=0,
+    )
     return path
 
 
@@ -106,14 +116,15 @@ def test_evaluate_dynamics_writes_one_row_per_model_and_missing_count(bouncing, 
         paths.append(str(tmp_path / f"{name}.pt"))
         save_model(paths[-1], "dsvae", tiny_dsvae(**fields))
     csv, png = tmp_path / "dynamics.csv", tmp_path / "dynamics.png"
-    evaluate_dynamics(
+    call_with_config(
+        evaluate_dynamics,
+        smoke_config(),
         models=paths,
         methods=["stochastic", "lstm_c"],
         seeds=[0, 0],
         dataset=str(bouncing),
         output_csv=str(csv),
         output_png=str(png),
-        config=smoke_config(),
     )
     table = pd.read_csv(csv)
     assert list(table["missing_frames"]) == [0, 1, 2, 3, 4] * 2
@@ -129,7 +140,9 @@ def test_make_dsvae_table1_rows(bouncing, tmp_path):
     judge = Judge(JudgeConfig(1, 16, conv_channels=(4, 8), frame_dim=8, hidden_dim=6, heads={"shape": 2}))
     save_model(tmp_path / "judge.pt", "judge", judge.eval())
     output = tmp_path / "dsvae_table1.csv"
-    make_dsvae_table1(
+    call_with_config(
+        make_dsvae_table1,
+        smoke_config(),
         models=[str(tmp_path / "dsvae.pt")],
         methods=["dsvae"],
         seeds=[0],
@@ -137,7 +150,6 @@ def test_make_dsvae_table1_rows(bouncing, tmp_path):
         dataset=str(bouncing),
         output=str(output),
         output_md=str(tmp_path / "dsvae_table1.md"),
-        config=smoke_config(),
     )
     table = pd.read_csv(output)
     markdown = (tmp_path / "dsvae_table1.md").read_text()
@@ -158,7 +170,16 @@ def test_a_deterministic_baseline_learns_to_draw_the_ball(tmp_path, dynamics):
     from pipeline.train.loop import TrainSettings, fit
 
     path = tmp_path / "bouncing.h5"
-    build_bouncing(output=path, train_sequences=128, test_sequences=16, frames=6, image_size=16, seed=0)
+    call_with_config(
+        build_bouncing,
+        WORKFLOW_CONFIG,
+        output=path,
+        train_sequences=128,
+        test_sequences=16,
+        frames=6,
+        image_size=16,
+        seed=0,
+    )
     train, test = load_clips(path, "train"), load_clips(path, "test")
     torch.manual_seed(0)
     model = DSVAE(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data import h5io
 from pipeline.data.audio import build_audio
@@ -26,7 +27,15 @@ SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in
 
 
 def tiny_dsprites(path: Path) -> Path:
-    build_dsprites(output=path, train_sequences=4, test_sequences=2, frames=3, image_size=32)
+    call_with_config(
+        build_dsprites,
+        WORKFLOW_CONFIG,
+        output=path,
+        train_sequences=4,
+        test_sequences=2,
+        frames=3,
+        image_size=32,
+    )
     return path
 
 
@@ -81,13 +90,20 @@ def test_a_truncated_dataset_names_the_file_and_how_to_rebuild_it(tmp_path: Path
         assert "--forcerun build_dsprites" in message and f"delete {data}" in message
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
     with pytest.raises(h5io.DamagedFileError, match="--forcerun build_dsprites"):
-        label_flow(dataset=data, output=labels, grid=4, topk=2)
+        call_with_config(label_flow, WORKFLOW_CONFIG, dataset=data, output=labels, grid=4, topk=2)
     assert_nothing_written(labels)
 
 
 def test_a_truncated_label_file_names_the_label_rule(tmp_path: Path):
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
-    label_flow(dataset=tiny_dsprites(tmp_path / "results/data/dsprites.h5"), output=labels, grid=4, topk=2)
+    call_with_config(
+        label_flow,
+        WORKFLOW_CONFIG,
+        dataset=tiny_dsprites(tmp_path / "results/data/dsprites.h5"),
+        output=labels,
+        grid=4,
+        topk=2,
+    )
     os.truncate(labels, labels.stat().st_size - 100)
     with pytest.raises(h5io.DamagedFileError) as err:
         h5io.read_labels(labels, "train")
@@ -101,7 +117,7 @@ def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path
     flip(data, data.stat().st_size // 2)  # 4 KB inside the frame chunks
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
     with pytest.raises(h5io.DamagedFileError) as err:
-        label_flow(dataset=data, output=labels, grid=4, topk=2)
+        call_with_config(label_flow, WORKFLOW_CONFIG, dataset=data, output=labels, grid=4, topk=2)
     message = str(err.value)
     assert str(data) in message and "is damaged" in message
     assert "--forcerun build_dsprites" in message

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import call_with_config
 from test_training import SIZE, T, assert_same_weights, epoch_of, tiny_config, write_tiny_data
 
 import models
@@ -16,7 +17,10 @@ from pipeline.evaluate import table1 as evaluate
 from pipeline.evaluate.table1 import evaluate_model
 from pipeline.report.figures import plot_figures, plot_latent_space
 from pipeline.train import loop as training
-from pipeline.train.stages import FAMILIES, load_model, train_judge, train_model, variant_of
+from pipeline.train.checkpoint import load_model
+from pipeline.train.families import FAMILIES, ModelInputs, variant_family, variant_settings
+from pipeline.train.judge import train_judge
+from pipeline.train.model import train_model
 
 TINY_VARIANTS = {
     "unordered": {"pair_channels": 4},
@@ -49,10 +53,15 @@ def family_config(**train) -> dict:
 )
 def test_each_family_builds_its_config_from_the_shared_model_section(tiny_data, method, config_class):
     config = family_config()
-    family_name, settings = variant_of(config, method)
+    variant = config["variants"][method]
+    family = FAMILIES[variant_family(variant)]
     data = load_clips(tiny_data[0], "train")
-    attrs = {"name": "tiny", "frame_shape": (T, SIZE, SIZE, 3)}
-    built = FAMILIES[family_name].build_config(config, settings, data, attrs)
+    attrs = {"name": "tiny", "modality": "video", "frame_shape": (T, SIZE, SIZE, 3)}
+    inputs = ModelInputs(
+        config["model"], variant_settings(variant), data, attrs, {"grid": config["flow"]["grid"]}
+    )
+    built = family.config_class(**family.build_config(inputs))
+    family_name = variant_family(variant)
     assert isinstance(built, config_class)
     assert (built.in_channels, built.image_size) == (3, SIZE)
     shared = config["model"]
@@ -71,20 +80,19 @@ def test_each_family_builds_its_config_from_the_shared_model_section(tiny_data, 
 
 
 def test_only_s3vae_trains_on_flow_labels():
-    assert [name for name, family in FAMILIES.items() if family.flow_labels] == ["s3vae"]
-    assert [name for name, family in FAMILIES.items() if family.adversarial] == ["mocogan"]
+    assert [name for name, family in FAMILIES.items() if "flow" in family.labels] == ["s3vae"]
+    assert [name for name, family in FAMILIES.items() if family.trainer == "adversarial"] == ["mocogan"]
 
 
 @pytest.mark.parametrize("method", ["dsvae", "unordered", "mocogan"])
 def test_train_model_trains_and_saves_every_family_without_flow_labels(tiny_data, tmp_path, method):
-    train_model(
-        dataset=str(tiny_data[0]),
-        output=str(tmp_path / "model.pt"),
-        config=family_config(epochs=1),
-        method=method,
+    config = family_config(epochs=1)
+    output = str(tmp_path / "model.pt")
+    call_with_config(
+        train_model, config, dataset=str(tiny_data[0]), output=output, variant=config["variants"][method]
     )
     model = load_model(tmp_path / "model.pt")
-    assert type(model).__name__.lower() == variant_of(family_config(), method)[0]
+    assert type(model).__name__.lower() == variant_family(config["variants"][method])
     rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert list(rows["split"]) == ["train", "test"] and rows["loss"].notna().all()
     if method == "mocogan":
@@ -94,25 +102,32 @@ def test_train_model_trains_and_saves_every_family_without_flow_labels(tiny_data
 def test_a_rows_own_epochs_override_the_train_section(tiny_data, tmp_path):
     config = family_config(epochs=1)
     config["variants"]["dsvae"]["epochs"] = 2
-    train_model(dataset=str(tiny_data[0]), output=str(tmp_path / "model.pt"), config=config, method="dsvae")
+    variant = config["variants"]["dsvae"]
+    call_with_config(
+        train_model, config, dataset=str(tiny_data[0]), output=str(tmp_path / "model.pt"), variant=variant
+    )
     rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert rows["epoch"].max() == 2
-    assert "epochs" not in variant_of(config, "dsvae")[1]  # a training setting, not a model one
+    assert "epochs" not in variant_settings(variant)  # a training setting, not a model one
 
 
 def test_s3vae_without_its_flow_labels_names_the_fix(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="labels="):
-        train_model(
-            dataset=str(tiny_data[0]), output=str(tmp_path / "m.pt"), config=family_config(), method="full"
+        config = family_config()
+        output = str(tmp_path / "m.pt")
+        call_with_config(
+            train_model, config, dataset=str(tiny_data[0]), output=output, variant=config["variants"]["full"]
         )
 
 
 def train_gan(data, out: Path, epochs: int = 3) -> None:
-    train_model(
+    config = family_config(epochs=epochs)
+    call_with_config(
+        train_model,
+        config,
         dataset=str(data[0]),
         output=str(out / "model.pt"),
-        config=family_config(epochs=epochs),
-        method="mocogan",
+        variant=config["variants"]["mocogan"],
     )
 
 
@@ -141,11 +156,12 @@ def test_gan_loop_resumes_after_a_kill_as_if_uninterrupted(tiny_data, tmp_path, 
 @pytest.fixture(scope="module")
 def judge_file(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("judge")
-    train_judge(
+    call_with_config(
+        train_judge,
+        family_config(),
         dataset=str(tiny_data[0]),
         output=str(out / "judge.pt"),
         accuracy=str(out / "acc.csv"),
-        config=family_config(),
     )
     return out / "judge.pt"
 
@@ -156,33 +172,40 @@ def test_evaluate_and_plot_every_family(tiny_data, judge_file, tmp_path, monkeyp
     monkeypatch.setitem(evaluate.PROTOCOLS, "tiny", evaluate.Protocol(evaluate.DIRECTIONS, "action"))
     config = family_config(epochs=1)
     model = tmp_path / "model.pt"
-    train_model(dataset=str(tiny_data[0]), output=str(model), config=config, method=method)
-    evaluate_model(
+    call_with_config(
+        train_model, config, dataset=str(tiny_data[0]), output=str(model), variant=config["variants"][method]
+    )
+    call_with_config(
+        evaluate_model,
+        {**config, "evaluate": {**config["evaluate"], "group_size": 2}},
         model=str(model),
         judge=str(judge_file),
         dataset=str(tiny_data[0]),
         output=str(tmp_path / "m.csv"),
-        config={**config, "evaluate": {**config["evaluate"], "group_size": 2}},
         method=method,
     )
     table = pd.read_csv(tmp_path / "m.csv")
     assert {"Acc", "IS", "Acc/fixed_dynamics", "Acc/fixed_static/body"} <= set(table["metric"])
     assert table["value"].notna().all()
     figures = {"swap": str(tmp_path / "swap.png"), "generation": str(tmp_path / "gen.png")}
-    plot_figures(model=str(model), dataset=str(tiny_data[0]), config=config, method=method, **figures)
+    call_with_config(
+        plot_figures, config, model=str(model), dataset=str(tiny_data[0]), method=method, **figures
+    )
     assert all(Path(f).stat().st_size > 0 for f in figures.values())
 
 
 def test_latent_space_figures_are_the_unordered_models(tiny_data, tmp_path):
     config = family_config(epochs=1)
-    train_model(dataset=str(tiny_data[0]), output=str(tmp_path / "u.pt"), config=config, method="unordered")
+    data = str(tiny_data[0])
+    for name, method in (("u.pt", "unordered"), ("d.pt", "dsvae")):
+        variant = config["variants"][method]
+        call_with_config(train_model, config, dataset=data, output=str(tmp_path / name), variant=variant)
     outputs = {"grid": str(tmp_path / "grid.png"), "trace": str(tmp_path / "trace.png")}
-    plot_latent_space(
-        model=str(tmp_path / "u.pt"), dataset=str(tiny_data[0]), config=config, method="u", **outputs
+    call_with_config(
+        plot_latent_space, config, model=str(tmp_path / "u.pt"), dataset=data, method="u", **outputs
     )
     assert all(Path(f).stat().st_size > 0 for f in outputs.values())
-    train_model(dataset=str(tiny_data[0]), output=str(tmp_path / "d.pt"), config=config, method="dsvae")
     with pytest.raises(ValueError, match="family: unordered"):
-        plot_latent_space(
-            model=str(tmp_path / "d.pt"), dataset=str(tiny_data[0]), config=config, method="d", **outputs
+        call_with_config(
+            plot_latent_space, config, model=str(tmp_path / "d.pt"), dataset=data, method="d", **outputs
         )

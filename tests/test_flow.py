@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import WORKFLOW_CONFIG, call_with_config
 from torchvision.models.optical_flow import raft_small
 
 from pipeline.data import h5io
@@ -122,7 +123,9 @@ def test_label_flow_end_to_end(tmp_path):
     factors = [h5io.Factor("dummy", "static", ("only",))]
     h5io.write_dataset(dataset, name="tiny", factors=factors, splits=splits)
 
-    flow.label_flow(dataset=dataset, output=output, grid=4, topk=3, chunk=2)
+    call_with_config(
+        flow.label_flow, WORKFLOW_CONFIG, dataset=dataset, output=output, grid=4, topk=3, chunk=2
+    )
 
     attrs = h5io.read_attrs(output)
     assert attrs["dataset"] == "tiny" and attrs["labeler"] == "flow-dis" and attrs["backend"] == "dis"
@@ -141,7 +144,14 @@ def test_label_flow_checks_the_grid_first(tmp_path):
         tmp_path / "tiny.h5", name="tiny", factors=[h5io.Factor("dummy", "static", ("only",))], splits=splits
     )
     with pytest.raises(ValueError, match="flow.grid=5"):
-        flow.label_flow(dataset=tmp_path / "tiny.h5", output=tmp_path / "out.h5", grid=5, topk=1)
+        call_with_config(
+            flow.label_flow,
+            WORKFLOW_CONFIG,
+            dataset=tmp_path / "tiny.h5",
+            output=tmp_path / "out.h5",
+            grid=5,
+            topk=1,
+        )
     assert not (tmp_path / "out.h5").exists()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.data.factors import judge_heads
 from pipeline.data.h5io import Factor
 from pipeline.evaluate import heads
 
@@ -18,14 +19,14 @@ SPRITES = [Factor("action", "dynamic", ("walk", "spell", "slash")), Factor("hair
 
 
 def test_a_group_becomes_one_head_and_other_factors_keep_theirs():
-    (digits,) = heads.judge_heads(SMMNIST)
+    (digits,) = judge_heads(SMMNIST)
     assert (digits.name, digits.kind, digits.classes, digits.members) == (
         "digits",
         "static",
         DIGITS,
         ("digit_a", "digit_b"),
     )
-    assert [(h.name, h.members) for h in heads.judge_heads(SPRITES)] == [
+    assert [(h.name, h.members) for h in judge_heads(SPRITES)] == [
         ("action", ("action",)),
         ("hair", ("hair",)),
     ]
@@ -34,11 +35,11 @@ def test_a_group_becomes_one_head_and_other_factors_keep_theirs():
 def test_a_group_must_share_its_classes():
     bad = [SMMNIST[0], Factor("digit_b", "static", ("odd", "even"), group="digits")]
     with pytest.raises(ValueError, match="group 'digits'"):
-        heads.judge_heads(bad)
+        judge_heads(bad)
 
 
 def test_target_is_the_normalised_digit_count():
-    (digits,) = heads.judge_heads(SMMNIST)
+    (digits,) = judge_heads(SMMNIST)
     target = heads.target_distribution(
         digits, {"digit_a": torch.tensor([3, 4]), "digit_b": torch.tensor([7, 4])}
     )
@@ -49,7 +50,7 @@ def test_target_is_the_normalised_digit_count():
 
 
 def test_the_loss_is_lowest_at_the_target_distribution():
-    (digits,) = heads.judge_heads(SMMNIST)
+    (digits,) = judge_heads(SMMNIST)
     targets = {"digit_a": torch.tensor([2]), "digit_b": torch.tensor([6])}
     at_target = torch.full((1, 10), -20.0)
     at_target[0, [2, 6]] = 0.0
@@ -60,7 +61,7 @@ def test_the_loss_is_lowest_at_the_target_distribution():
 
 
 def test_prediction_is_the_nearest_multiset():
-    (digits,) = heads.judge_heads(SMMNIST)
+    (digits,) = judge_heads(SMMNIST)
     probs = np.full((3, 10), 0.01)
     probs[0, [1, 8]] = [0.45, 0.47]  # two digits: the pair
     probs[1, [5, 6]] = [0.80, 0.15]  # 5 is more than 4 times as likely as 6: the digit 5 twice
@@ -70,7 +71,7 @@ def test_prediction_is_the_nearest_multiset():
 
 
 def test_a_pair_is_recognised_in_either_order():
-    (digits,) = heads.judge_heads(SMMNIST)
+    (digits,) = judge_heads(SMMNIST)
     probs = np.full((2, 10), 0.0)
     probs[:, [1, 8]] = 0.5
     labels = {"digit_a": np.array([8, 1]), "digit_b": np.array([1, 1])}
@@ -78,7 +79,7 @@ def test_a_pair_is_recognised_in_either_order():
 
 
 def test_a_single_factor_head_reads_the_argmax():
-    action = heads.judge_heads(SPRITES)[0]
+    action = judge_heads(SPRITES)[0]
     probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
     assert heads.predict(action, probs)[:, 0].tolist() == [1, 0, 2]
     assert heads.correct(action, probs, {"action": np.array([1, 2, 2])}).tolist() == [True, False, True]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from models import S3VAE, S3VAEConfig
+from pipeline.data.factors import judge_heads
 from pipeline.data.h5io import Factor
 from pipeline.evaluate import metrics
-from pipeline.evaluate.heads import judge_heads
 from pipeline.evaluate.table1 import DIRECTIONS, PROTOCOLS, Protocol, generate, score_run
 
 K = 5

@@ -6,11 +6,12 @@ import numpy as np
 import torch
 
 from models import Judge, JudgeConfig, MoCoGAN, MoCoGANConfig
-from models.mocogan import table1_probabilities
+from pipeline.data.factors import judge_heads
 from pipeline.data.h5io import Factor
-from pipeline.evaluate.heads import judge_heads, predict
+from pipeline.evaluate.heads import predict
+from pipeline.evaluate.sampled import table1_probabilities
 from pipeline.evaluate.table1 import DIRECTIONS, Protocol, score_run
-from pipeline.train.stages import load_model, save_model
+from pipeline.train.checkpoint import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 3, 16
 TINY = dict(
@@ -95,7 +96,14 @@ def test_table1_probabilities_feed_score_run():
     judge = Judge(JudgeConfig(C, SIZE, conv_channels=(4, 8), frame_dim=8, hidden_dim=6, heads=heads)).eval()
     groups, size = 4, 3
     probs, labels = table1_probabilities(
-        model, judge, judge_heads(FACTORS), groups=groups, group_size=size, steps=T, batch_size=5
+        model,
+        judge,
+        judge_heads(FACTORS),
+        directions=DIRECTIONS,
+        groups=groups,
+        group_size=size,
+        steps=T,
+        batch_size=5,
     )
     for direction in ("fixed_dynamics", "fixed_static"):
         assert probs[direction]["action"].shape == (groups * size, 3)

@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data.download import DownloadError, fetch_source, sha256_file
 from pipeline.data.smmnist import MovingDigitsSpec, build_smmnist, load_mnist, move_digits, read_idx, render
@@ -145,7 +146,15 @@ def test_load_mnist_needs_a_verified_folder(tmp_path):
 def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
     mnist = write_fake_mnist(tmp_path / "mnist")
     output = tmp_path / "smmnist.h5"
-    build_smmnist(mnist_dir=mnist, output=output, train_sequences=6, test_sequences=4, seed=1)
+    call_with_config(
+        build_smmnist,
+        WORKFLOW_CONFIG,
+        mnist_dir=mnist,
+        output=output,
+        train_sequences=6,
+        test_sequences=4,
+        seed=1,
+    )
     with h5py.File(output, "r") as f:
         assert f.attrs["name"] == "smmnist"
         assert tuple(f.attrs["frame_shape"]) == (15, 64, 64, 1)
@@ -156,6 +165,14 @@ def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
         assert f["test/trajectories/velocity"].shape == (4, 15, 2, 2)
         assert f["train/frames"][:].max() == 255  # digits drawn
         first = f["train/frames"][:]
-    build_smmnist(mnist_dir=mnist, output=output, train_sequences=6, test_sequences=4, seed=1)
+    call_with_config(
+        build_smmnist,
+        WORKFLOW_CONFIG,
+        mnist_dir=mnist,
+        output=output,
+        train_sequences=6,
+        test_sequences=4,
+        seed=1,
+    )
     with h5py.File(output, "r") as f:
         np.testing.assert_array_equal(f["train/frames"][:], first)

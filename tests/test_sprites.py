@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import WORKFLOW_CONFIG, call_with_config
 from PIL import Image
 
 from pipeline.data.sprites import (
@@ -80,9 +80,7 @@ def test_split_is_the_seed_423_shuffle_of_all_characters():
 
 
 def test_full_build_is_the_default():
-    defaults = inspect.signature(build_sprites).parameters
-    assert defaults["train_characters"].default == 1000
-    assert defaults["test_characters"].default == 296
+    assert WORKFLOW_CONFIG["sprites"] == {"train_characters": 1000, "test_characters": 296}
 
 
 @pytest.mark.parametrize(
@@ -201,4 +199,10 @@ def test_missing_sheet_says_how_to_get_it(tmp_path: Path):
 
 def test_subset_larger_than_the_split_is_refused(lpc_sprites: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="test_characters"):
-        build_sprites(sheets_dir=lpc_sprites, output=tmp_path / "out.h5", test_characters=297)
+        call_with_config(
+            build_sprites,
+            WORKFLOW_CONFIG,
+            sheets_dir=lpc_sprites,
+            output=tmp_path / "out.h5",
+            test_characters=297,
+        )

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from pipeline.config import FromConfig
 from pipeline.data import h5io
 from pipeline.stage import run_stage, stage_main
 
@@ -28,7 +29,9 @@ STAGE_MODULES = {
     "pipeline.data.audio": ["build_audio"],
     "pipeline.labels.flow": ["label_flow"],
     "pipeline.labels.silence": ["label_silence"],
-    "pipeline.train.stages": ["train_model", "train_audio_model", "train_judge"],
+    "pipeline.train.model": ["train_model"],
+    "pipeline.train.audio": ["train_audio_model"],
+    "pipeline.train.judge": ["train_judge"],
     "pipeline.evaluate.table1": ["evaluate_model"],
     "pipeline.report.figures": ["plot_figures", "plot_latent_space"],
     "pipeline.report.tables": ["make_table", "make_table3"],
@@ -78,9 +81,9 @@ def test_every_stage_module_has_a_help():
 
 
 def test_a_module_of_several_stages_without_one_says_so():
-    result = python("-m", "pipeline.train.stages", cwd=REPO)
+    result = python("-m", "pipeline.report.tables", cwd=REPO)
     assert result.returncode == 2
-    assert "required: {train_model,train_audio_model,train_judge}" in result.stderr
+    assert "required: {make_table,make_table3}" in result.stderr
 
 
 def test_a_stage_runs_from_the_shell(tmp_path: Path):
@@ -125,9 +128,18 @@ def restore_logging():
     root.handlers[:], root.level = handlers, level
 
 
-def configured(*, output: str, config: dict, sizes: list[int] = (1,), dry: bool = False) -> None:
+def configured(
+    *,
+    output: str,
+    epochs: int = FromConfig("train.epochs"),
+    model: dict = FromConfig("model"),
+    judge_epochs: int = FromConfig("judge.epochs"),
+    sizes: list[int] = (1,),
+    dry: bool = False,
+) -> None:
     """A stage that records what the command line gave it."""
-    configured.seen = {"output": output, "config": config, "sizes": sizes, "dry": dry}
+    configured.seen = {"output": output, "epochs": epochs, "model": model, "judge_epochs": judge_epochs}
+    configured.seen.update(sizes=sizes, dry=dry)
 
 
 def test_config_arguments_are_merged_and_validated_as_in_the_snakefile(restore_logging):
@@ -136,9 +148,10 @@ def test_config_arguments_are_merged_and_validated_as_in_the_snakefile(restore_l
     stage_main(configured, argv=argv)
     seen = configured.seen
     assert seen["output"] == "x" and seen["sizes"] == [2, 3] and seen["dry"] is True
-    config = seen["config"]
-    assert config["preset"] == "smoke" and config["train"]["epochs"] == 3
-    assert config["model"]["conv_channels"] == [8, 16] and config["judge"]["epochs"] == 1  # smoke's
+    assert seen["epochs"] == 3 and seen["model"]["conv_channels"] == [8, 16]
+    assert seen["judge_epochs"] == 1  # smoke's
+    stage_main(configured, argv=["--output", "x", "--preset", "smoke", "--judge-epochs", "7"])
+    assert configured.seen["judge_epochs"] == 7  # an argument given on the command line wins
     with pytest.raises(SystemExit, match="train/epochs: 'ten' is not of type 'integer'"):
         stage_main(
             configured,
@@ -154,7 +167,7 @@ def failing(*, path: str) -> None:
 
 def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, capsys, restore_logging):
     log = tmp_path / "logs" / "rule" / "x.log"
-    smk = SimpleNamespace(log=[str(log)], threads=1, rule="build_x", wildcards={})
+    smk = SimpleNamespace(log=[str(log)], threads=1, rule="build_x", wildcards={}, params={})
     with pytest.raises(SystemExit) as exit:
         run_stage(smk, failing, path="results/data/x.h5")
     message = str(exit.value.code)
@@ -166,3 +179,13 @@ def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, c
     assert "Traceback (most recent call last)" in text
     assert "ERROR: failing failed: ValueError" in text and "ValueError: results/data/x.h5 is damaged" in text
     assert "reading results/data/x.h5" in text
+
+
+def test_a_rule_that_does_not_pass_a_config_argument_is_named(tmp_path, restore_logging):
+    """A stage's `FromConfig` arguments are its rule's params: one the rule forgot fails with its name."""
+    smk = SimpleNamespace(log=[], threads=1, rule="x", wildcards={}, params={"epochs": 2, "model": {}})
+    with pytest.raises(SystemExit, match=r"not given judge_epochs \(config judge.epochs\)"):
+        run_stage(smk, configured, output="x")
+    smk.params["judge_epochs"] = 1
+    run_stage(smk, configured, output="x")
+    assert configured.seen["epochs"] == 2 and configured.seen["judge_epochs"] == 1

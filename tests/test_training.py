@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import call_with_config
 from torch import nn
 
 import models
@@ -17,7 +18,9 @@ from pipeline import config as config_module
 from pipeline.data import h5io
 from pipeline.data.clips import ClipSet, load_clips
 from pipeline.train import loop as training
-from pipeline.train.stages import judge_accuracy, load_model, save_model, train_judge, train_model
+from pipeline.train.checkpoint import load_model, save_model
+from pipeline.train.judge import judge_accuracy, train_judge
+from pipeline.train.model import train_model
 
 T, SIZE, GRID, TOPK = 4, 16, 4, 2
 N_TRAIN, N_TEST = 24, 8
@@ -94,8 +97,13 @@ def tiny_config(**train) -> dict:
 
 def run_train(data: tuple[Path, Path], out: Path, config: dict, method: str = "full") -> None:
     dataset, labels = data
-    train_model(
-        dataset=str(dataset), labels=str(labels), output=str(out / "model.pt"), config=config, method=method
+    call_with_config(
+        train_model,
+        config,
+        dataset=str(dataset),
+        labels=str(labels),
+        output=str(out / "model.pt"),
+        variant=config["variants"][method],
     )
 
 
@@ -256,7 +264,9 @@ def test_training_split_smaller_than_a_batch_is_a_clear_error(tmp_path):
 def judge_files(tiny_data, tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("judge")
     judge, accuracy = out / "judge.pt", out / "accuracy.csv"
-    train_judge(dataset=str(tiny_data[0]), output=str(judge), accuracy=str(accuracy), config=tiny_config())
+    call_with_config(
+        train_judge, tiny_config(), dataset=str(tiny_data[0]), output=str(judge), accuracy=str(accuracy)
+    )
     return judge, accuracy
 
 

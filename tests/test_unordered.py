@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import Unordered, UnorderedConfig
-from pipeline.train.stages import load_model, save_model
+from pipeline.train.checkpoint import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 1, 16
 TINY = dict(

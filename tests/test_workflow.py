@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.report.tables import TABLE_COLUMNS
 
@@ -231,7 +232,15 @@ def test_a_damaged_dataset_fails_its_job_with_one_error_line_and_the_fix(tmp_pat
 
     work = copy_workflow(tmp_path)
     data = work / "results" / "data" / "dsprites.h5"
-    build_dsprites(output=data, train_sequences=4, test_sequences=2, frames=3, image_size=32)
+    call_with_config(
+        build_dsprites,
+        WORKFLOW_CONFIG,
+        output=data,
+        train_sequences=4,
+        test_sequences=2,
+        frames=3,
+        image_size=32,
+    )
     os.truncate(data, data.stat().st_size // 2)
     target, config = "results/labels/dsprites/flow.h5", ["--config", "preset=smoke"]
     result = snakemake("--cores", "1", target, *config, cwd=work)

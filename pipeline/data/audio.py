@@ -33,6 +33,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from pipeline.config import FromConfig
 from pipeline.data import h5io
 from pipeline.data.download import refetch_hint
 from pipeline.data.sphere import read_sphere
@@ -219,7 +220,11 @@ CORPORA = {"fsdd": fsdd_utterances, "timit": timit_utterances}
 
 # --- the stage -----------------------------------------------------------------------------------
 def build_audio(
-    *, dataset: str, root: str | os.PathLike, output: str | os.PathLike, features: dict | FeatureSettings
+    *,
+    dataset: str,
+    root: str | os.PathLike,
+    output: str | os.PathLike,
+    features: dict | FeatureSettings = FromConfig("audio.features"),
 ) -> None:
     """Read corpus `dataset` ("fsdd" or "timit") from `root`; write its feature segments to `output`."""
     if dataset not in CORPORA:

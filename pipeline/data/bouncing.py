@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pymunk
 
+from pipeline.config import FromConfig
 from pipeline.data.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -137,12 +138,12 @@ def make_split(
 def build_bouncing(
     *,
     output: str | Path,
-    train_sequences: int = 4000,
-    test_sequences: int = 1000,
-    frames: int = 30,
-    image_size: int = 32,
-    seed: int = 0,
-    shape: str = "ball",
+    train_sequences: int = FromConfig("bouncing.train_sequences"),
+    test_sequences: int = FromConfig("bouncing.test_sequences"),
+    frames: int = FromConfig("bouncing.frames"),
+    image_size: int = FromConfig("bouncing.image_size"),
+    seed: int = FromConfig("seed"),
+    shape: str = FromConfig("bouncing.shape"),
 ) -> None:
     """Simulate and render the dataset (DSVAE: 5000 sequences, 1000 of them test, 30 frames of 32 x 32)
     and write it in the seqdis HDF5 layout with trajectories `position` and `velocity`."""

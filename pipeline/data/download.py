@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pipeline.config import FromConfig
 from pipeline.data.h5io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def _fetch_file(source: Source, file: RemoteFile, target: Path, mirror: Path | N
             )
 
 
-def fetch_source(*, source: str, dest: Path | str, mirror: Path | str | None = None) -> Path:
+def fetch_source(*, source: str, dest: Path | str, mirror: Path | str | None = FromConfig("mirror")) -> Path:
     """Fetch every file of `source` into `dest`, verified by sha256, and return the `dest/SHA256SUMS` path.
 
     With `mirror`, files are copied from `mirror/<source>/<path>`; without it they are downloaded from

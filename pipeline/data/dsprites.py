@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config import FromConfig
 from pipeline.data.h5io import Factor, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -222,11 +223,11 @@ def generate_split(
 def build_dsprites(
     *,
     output: Path | str,
-    train_sequences: int = N_TRAIN,
-    test_sequences: int = N_TEST,
-    frames: int = N_FRAMES,
-    image_size: int = IMAGE_SIZE,
-    seed: int = 0,
+    train_sequences: int = FromConfig("dsprites.train_sequences"),
+    test_sequences: int = FromConfig("dsprites.test_sequences"),
+    frames: int = FromConfig("dsprites.frames"),
+    image_size: int = FromConfig("dsprites.image_size"),
+    seed: int = FromConfig("seed"),
     compression_level: int = 4,
 ) -> None:
     """Generate moving dSprites (train and test from independent streams of `seed`) and write `output`."""

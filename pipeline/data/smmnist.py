@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config import FromConfig
 from pipeline.data.download import SOURCES, verified_files
 from pipeline.data.h5io import JUDGE_SPLIT, Factor, write_dataset
 
@@ -177,17 +178,18 @@ def build_smmnist(
     *,
     mnist_dir: Path | str,
     output: Path | str,
-    train_sequences: int,
-    test_sequences: int,
-    judge_train_sequences: int = 0,
-    spec: MovingDigitsSpec = MovingDigitsSpec(),
-    seed: int = 0,
+    train_sequences: int = FromConfig("smmnist.train_sequences"),
+    test_sequences: int = FromConfig("smmnist.test_sequences"),
+    judge_train_sequences: int = FromConfig("smmnist.judge_train_sequences"),
+    frames: int = FromConfig("smmnist.frames"),
+    seed: int = FromConfig("seed"),
     compression_level: int = 4,
 ) -> None:
     """Generate SMMNIST's splits from the MNIST files in `mnist_dir` and write them to `output` (HDF5).
 
     `judge_train_sequences` > 0 adds the split `judge_train`: more clips of training digits, drawn from a
     stream of their own, that only the judge trains on (a 90% judge needs more than the models' split)."""
+    spec = MovingDigitsSpec(frames=frames)
     start = time.perf_counter()
     train_seed, test_seed, judge_seed = np.random.SeedSequence(seed).spawn(3)
     plan = [("train", "train", train_sequences, train_seed), ("test", "test", test_sequences, test_seed)]

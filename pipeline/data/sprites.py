@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline.config import FromConfig
 from pipeline.data.download import refetch_hint, verify_files
 from pipeline.data.h5io import Factor, write_dataset
 
@@ -226,8 +227,8 @@ def build_sprites(
     sheets_dir: Path | str,
     output: Path | str,
     seed: int = 423,
-    train_characters: int = N_TRAIN,
-    test_characters: int = N_CHARACTERS - N_TRAIN,
+    train_characters: int = FromConfig("sprites.train_characters"),
+    test_characters: int = FromConfig("sprites.test_characters"),
     compression_level: int = 4,
 ) -> None:
     """Render the Sprites dataset from the LPC sheets in `sheets_dir` and write it to `output` (HDF5).

@@ -35,14 +35,15 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from pipeline.config import resolve_bf16, resolve_device  # noqa: E402
+from pipeline.config import FromConfig, resolve_bf16, resolve_device  # noqa: E402
 from pipeline.data.clips import ClipSet, load_clips  # noqa: E402
+from pipeline.data.factors import JudgeHead, judge_heads  # noqa: E402
 from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
 from pipeline.evaluate import heads  # noqa: E402
 from pipeline.evaluate.table1 import posterior_means  # noqa: E402
 from pipeline.report.figures import save_figure  # noqa: E402
+from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.loop import autocast  # noqa: E402
-from pipeline.train.stages import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ COLUMNS = ["dataset", "method", "seed", "diagnostic", "factor", "latent", "value
 LATENTS = ("z_f", "z_1:T")
 
 
-def head_classes(head: heads.JudgeHead, labels: dict[str, np.ndarray]) -> np.ndarray:
+def head_classes(head: JudgeHead, labels: dict[str, np.ndarray]) -> np.ndarray:
     """One class index per clip (N,): the factor's label, or the index of a group's sorted multiset."""
     multisets = heads.true_multisets(head, labels)  # (N, members)
     return np.ravel_multi_index(multisets.T, (head.n_classes,) * len(head.members))
@@ -69,7 +70,7 @@ def probe_matrix(
     train_labels: dict[str, np.ndarray],
     test_means: dict[str, np.ndarray],
     test_labels: dict[str, np.ndarray],
-    judge_heads: list[heads.JudgeHead],
+    judge_heads: list[JudgeHead],
 ) -> dict[tuple[str, str], float]:
     """{(head, latent): probe accuracy} for every judge head and latent ((N, D) features per latent)."""
     return {
@@ -100,7 +101,7 @@ def judge_decodings(
 
 
 def head_accuracies(
-    probs: dict[str, np.ndarray], judge_heads: list[heads.JudgeHead], labels_of: dict[str, dict]
+    probs: dict[str, np.ndarray], judge_heads: list[JudgeHead], labels_of: dict[str, dict]
 ) -> dict[str, float]:
     """Accuracy of each head against the labels its kind is scored on (`labels_of[kind]`)."""
     return {h.name: float(heads.correct(h, probs[h.name], labels_of[h.kind]).mean()) for h in judge_heads}
@@ -145,19 +146,22 @@ def diagnose_model(
     dataset: str,
     output_csv: str,
     output_png: str,
-    config: dict,
     method: str,
-    seed: int,
+    training_seed: int = 0,
+    evaluate: dict = FromConfig("evaluate"),
+    bf16: bool | str = FromConfig("train.bf16"),
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
 ) -> None:
     """Write the ceiling, swap, probe and loss diagnostics (module doc) of one trained model."""
-    device = resolve_device(config["device"])
-    part = config["evaluate"]
-    bf16 = resolve_bf16(config["train"]["bf16"], device)
+    device = resolve_device(device)
+    part = evaluate
+    bf16 = resolve_bf16(bf16, device)
     dataset_name = str(read_attrs(dataset)["name"])
     test = load_clips(dataset, "test", limit=part["max_sequences"])
     train = load_clips(dataset, "train", limit=part["probe_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
-    judge_heads = heads.judge_heads(test.factors)
+    dataset_heads = judge_heads(test.factors)
     batches = {"batch_size": part["batch_size"], "device": device, "bf16": bf16}
     test_means = posterior_means(net, test, **batches)
     rows = []
@@ -169,25 +173,31 @@ def diagnose_model(
         )
 
     labels = _labels(test)
-    torch.manual_seed(config["seed"] + seed)
+    torch.manual_seed(seed + training_seed)
     ceiling = judge_decodings(net, judge_net, *test_means, **batches)
-    add("ceiling", head_accuracies(ceiling, judge_heads, {"static": labels, "dynamic": labels}))
+    add("ceiling", head_accuracies(ceiling, dataset_heads, {"static": labels, "dynamic": labels}))
     partner = torch.randperm(len(test))
     static, dynamic = test_means
     swapped = judge_decodings(net, judge_net, static, dynamic[partner.to(dynamic.device)], **batches)
     partner_labels = {name: values[partner.numpy()] for name, values in labels.items()}
-    add("swap", head_accuracies(swapped, judge_heads, {"static": labels, "dynamic": partner_labels}))
+    add("swap", head_accuracies(swapped, dataset_heads, {"static": labels, "dynamic": partner_labels}))
 
     probes = probe_matrix(
-        _flat(posterior_means(net, train, **batches)), _labels(train), _flat(test_means), labels, judge_heads
+        _flat(posterior_means(net, train, **batches)),
+        _labels(train),
+        _flat(test_means),
+        labels,
+        dataset_heads,
     )
     for latent in LATENTS:
         add("probe", {h: v for (h, lat), v in probes.items() if lat == latent}, latent)
     add("loss", last_epoch_terms(str(Path(model).parent / "run" / "metrics.csv")), n=None)
-    logger.info("diagnostics of %s seed %d: %s", method, seed, rows)
+    logger.info("diagnostics of %s seed %d: %s", method, training_seed, rows)
 
-    table = pd.DataFrame(rows).assign(dataset=dataset_name, method=method, seed=seed)[COLUMNS]
+    table = pd.DataFrame(rows).assign(dataset=dataset_name, method=method, seed=training_seed)[COLUMNS]
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
-    chance = {h.name: float(np.bincount(head_classes(h, labels)).max() / len(test)) for h in judge_heads}
-    plot_probes(output_png, probes, chance, f"{dataset_name} {method} seed {seed}: linear probe accuracy")
+    chance = {h.name: float(np.bincount(head_classes(h, labels)).max() / len(test)) for h in dataset_heads}
+    plot_probes(
+        output_png, probes, chance, f"{dataset_name} {method} seed {training_seed}: linear probe accuracy"
+    )

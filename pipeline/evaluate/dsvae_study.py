@@ -37,15 +37,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.config import resolve_bf16, resolve_device  # noqa: E402
+from pipeline.config import FromConfig, resolve_bf16, resolve_device  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
+from pipeline.data.factors import JudgeHead, judge_heads  # noqa: E402
 from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
 from pipeline.evaluate import heads, metrics  # noqa: E402
 from pipeline.evaluate.table1 import judge_generations, posterior_means  # noqa: E402
 from pipeline.report.figures import save_figure  # noqa: E402
 from pipeline.report.tables import markdown_dsvae_table1, over_seeds  # noqa: E402
+from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.loop import autocast  # noqa: E402
-from pipeline.train.stages import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ _RECON = {"static": "fixed_static", "dynamic": "fixed_dynamics"}  # what a head'
 def table1_scores(
     data_probs: dict[str, np.ndarray],
     recon_probs: dict[str, dict[str, np.ndarray]],
-    judge_heads: list[heads.JudgeHead],
+    judge_heads: list[JudgeHead],
 ) -> dict[tuple[str, str], float]:
     """One repeat of DSVAE Table 1 from judge outputs p(y|x) (N, K) per head: on the real clips and on the
     "recon" generations of each direction ({direction: {head: ...}}). Returns {(head, metric): value}."""
@@ -106,6 +107,27 @@ def judge_clips(judge, data, *, batch_size: int, device: str, bf16: bool) -> dic
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
+def model_table1_rows(
+    net, judge_net, data, data_probs, *, repeats: int, seed: int, batch: dict
+) -> list[dict]:
+    """DSVAE Table 1 rows of one model: every head's metrics, mean and std over `repeats` generations (repeat
+    r seeded from seed * 1000 + r); `batch` holds batch_size, device and bf16."""
+    means = posterior_means(net, data, **batch)
+    dataset_heads = judge_heads(data.factors)
+    runs = []
+    for repeat in range(repeats):
+        torch.manual_seed(seed * 1000 + repeat)
+        recon = {
+            keep: judge_generations(net, judge_net, means, keep=keep, **batch) for keep in _RECON.values()
+        }
+        runs.append(table1_scores(data_probs, recon, dataset_heads))
+    kinds = {h.name: h.kind for h in dataset_heads}
+    return [
+        {"attribute": head, "kind": kinds[head], "metric": metric, "value": mean, "std": std, "n": len(data)}
+        for (head, metric), (mean, std) in metrics.mean_std(runs).items()
+    ]
+
+
 def make_dsvae_table1(
     *,
     models: list[str],
@@ -115,53 +137,41 @@ def make_dsvae_table1(
     dataset: str,
     output: str,
     output_md: str,
-    config: dict,
     published: str | None = None,
+    evaluate: dict = FromConfig("evaluate"),
+    bf16: bool | str = FromConfig("train.bf16"),
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
 ) -> None:
     """DSVAE Table 1 (module docstring) of each model (`methods` and `seeds` name their row and training
     seed, in order) on `dataset`'s test split; tidy rows (TABLE1_COLUMNS, mean and std over the training
     seeds of each row, then the `published` rows labelled as such) to `output`, one grid per method to the
     Markdown `output_md`."""
-    device = resolve_device(config["device"])
-    part = config["evaluate"]
-    bf16 = resolve_bf16(config["train"]["bf16"], device)
-    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    device = resolve_device(device)
+    batch = {"batch_size": evaluate["batch_size"], "device": device, "bf16": resolve_bf16(bf16, device)}
+    data = load_clips(dataset, "test", limit=evaluate["max_sequences"])
     judge_net = load_model(judge, device)
-    judge_heads = heads.judge_heads(data.factors)
-    data_probs = judge_clips(judge_net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
+    data_probs = judge_clips(judge_net, data, **batch)
     name = str(read_attrs(dataset)["name"])
     rows = []
-    for method, seed, path in zip(methods, seeds, models, strict=True):
+    for method, training_seed, path in zip(methods, seeds, models, strict=True):
         net = load_model(path, device)
-        means = posterior_means(net, data, batch_size=part["batch_size"], device=device, bf16=bf16)
-        batch = {"batch_size": part["batch_size"], "device": device, "bf16": bf16}
-        runs = []
-        for repeat in range(part["repeats"]):
-            torch.manual_seed((config["seed"] + seed) * 1000 + repeat)
-            recon = {
-                keep: judge_generations(net, judge_net, means, keep=keep, **batch) for keep in _RECON.values()
-            }
-            runs.append(table1_scores(data_probs, recon, judge_heads))
-        kinds = {h.name: h.kind for h in judge_heads}
-        for (head, metric), (mean, std) in metrics.mean_std(runs).items():
-            rows.append(
-                {
-                    "dataset": name,
-                    "method": method,
-                    "attribute": head,
-                    "kind": kinds[head],
-                    "metric": metric,
-                    "value": mean,
-                    "std": std,
-                    "n": len(data),
-                }
-            )
+        model_rows = model_table1_rows(
+            net,
+            judge_net,
+            data,
+            data_probs,
+            repeats=evaluate["repeats"],
+            seed=seed + training_seed,
+            batch=batch,
+        )
         logger.info(
             "%s seed %d: %s",
             method,
-            seed,
-            {"/".join(k): round(v[0], 4) for k, v in metrics.mean_std(runs).items()},
+            training_seed,
+            {f"{r['attribute']}/{r['metric']}": round(r["value"], 4) for r in model_rows},
         )
+        rows += [{"dataset": name, "method": method, **row} for row in model_rows]
     keys = ["dataset", "method", "attribute", "kind", "metric"]
     table = over_seeds(pd.DataFrame(rows), keys).reindex(columns=TABLE1_COLUMNS + ["source"])
     table["source"] = "seqdis"
@@ -195,23 +205,29 @@ def evaluate_dynamics(
     dataset: str,
     output_csv: str,
     output_png: str,
-    config: dict,
+    evaluate: dict = FromConfig("evaluate"),
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
 ) -> None:
     """DSVAE Fig. 8 (module docstring): wrong pixels against missing frames per model (`methods` and
     `seeds` name each model's row and training seed), mean and std over the seeds, as CSV and a plot."""
-    device = resolve_device(config["device"])
-    part = config["evaluate"]
-    torch.manual_seed(config["seed"])
-    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    data = load_clips(dataset, "test", limit=evaluate["max_sequences"])
     T = data.frames.shape[1]
     name = str(read_attrs(dataset)["name"])
     rows = []
-    for method, seed, path in zip(methods, seeds, models, strict=True):
+    for method, training_seed, path in zip(methods, seeds, models, strict=True):
         errors = imputation_errors(
-            load_model(path, device), data, batch_size=part["batch_size"], device=device
+            load_model(path, device), data, batch_size=evaluate["batch_size"], device=device
         )
         logger.info(
-            "%s seed %d: reconstruction %.4f, %d missing %.4f", method, seed, errors[0], T - 1, errors[T - 1]
+            "%s seed %d: reconstruction %.4f, %d missing %.4f",
+            method,
+            training_seed,
+            errors[0],
+            T - 1,
+            errors[T - 1],
         )
         rows += [
             {
@@ -234,7 +250,11 @@ def evaluate_dynamics(
     # model must stay under to have learnt anything, and which a wrongly placed ball (twice its area) exceeds.
     blank = metrics.wrong_pixels(np.zeros(data.frames.shape), data.frames.numpy() / 255.0)
     logger.info("blank frames (no ball): %.4f wrong pixels", blank)
+    plot_dynamics(table, blank, T, output_png)
 
+
+def plot_dynamics(table: pd.DataFrame, blank: float, T: int, path: str) -> None:
+    """Wrong pixels against missing frames, a line (mean) and band (seed std) per model, the blank level."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     for method, part_rows in table.groupby("method", sort=False):
         k, mean = part_rows["missing_frames"], part_rows["wrong_pixels"]
@@ -247,7 +267,7 @@ def evaluate_dynamics(
     ax.set_ylabel("fraction of wrong pixels")
     ax.set_title("DSVAE Fig. 8: stochastic vs deterministic dynamics (bouncing balls)", fontsize=9)
     ax.legend(fontsize=8)
-    save_figure(fig, output_png)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""What each judge head recognises, how it is trained, and how its output is read.
+"""How each judge head (pipeline/data/factors.py: one per factor or group of factors) is trained, and how
+its output is read.
 
-A head recognises one labelled factor, or one group of factors that share their classes (h5io `group`):
-an order-free multiset such as SMMNIST's two digits. Either way the head outputs one distribution p(y|x)
-over the classes, and its training target is the multiset's normalised count vector: one-hot for a
-single factor, (1/2, 1/2) on two different digits, 1 on a digit shown twice.
+A head outputs one distribution p(y|x) over the classes, and its training target is the multiset's
+normalised count vector: one-hot for a single factor, (1/2, 1/2) on two different digits, 1 on a digit
+shown twice.
 
 A head's prediction is the multiset whose target is nearest to p(y|x) in KL(target || p). For a single
 factor that is the argmax; for a pair of digits it is the two most likely digits, or one digit shown
@@ -14,42 +14,13 @@ twice when it is more than 4 times as likely as the runner-up (its KL is -log p1
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from pipeline.data.h5io import Factor
-
-
-@dataclass(frozen=True)
-class JudgeHead:
-    name: str  # the factor's name, or the group's
-    kind: str  # "static" or "dynamic"
-    classes: tuple[str, ...]
-    members: tuple[str, ...]  # the factors it recognises, order-free
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-
-def judge_heads(factors: Sequence[Factor]) -> list[JudgeHead]:
-    """One head per ungrouped factor and one per group, in the order the factors are listed."""
-    heads: dict[str, JudgeHead] = {}
-    for factor in factors:
-        name = factor.group or factor.name
-        if name in heads:
-            head = heads[name]
-            if (head.classes, head.kind) != (factor.classes, factor.kind):
-                raise ValueError(f"factors of group '{name}' differ in classes or kind: {factors}")
-            heads[name] = JudgeHead(name, head.kind, head.classes, (*head.members, factor.name))
-        else:
-            heads[name] = JudgeHead(name, factor.kind, factor.classes, (factor.name,))
-    return list(heads.values())
+from pipeline.data.factors import JudgeHead
 
 
 def target_distribution(head: JudgeHead, targets: dict[str, Tensor]) -> Tensor:

@@ -14,7 +14,7 @@ in the fixed_static direction only: Acc is the fraction of generated clips whose
 recognises as the real clip's (order-free, pipeline/evaluate/heads.py), and the scores use the judge's 10-way
 digit distribution, where a clip of two different digits judged perfectly has H(y|x) = log 2.
 
-A model without an encoder (MoCoGAN) is scored by `models.mocogan.table1_probabilities`: groups of
+A model without an encoder (MoCoGAN) is scored by `pipeline.evaluate.sampled.table1_probabilities`: groups of
 `evaluate.group_size` generated clips share the kept code, and the judge's majority verdict of a group
 stands in for the real labels; as many clips are generated as the test split holds.
 """
@@ -29,13 +29,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from models.mocogan import table1_probabilities
-from pipeline.config import resolve_bf16, resolve_device
+from pipeline.config import FromConfig, resolve_bf16, resolve_device
 from pipeline.data.clips import load_clips
+from pipeline.data.factors import JudgeHead, judge_heads
 from pipeline.data.h5io import atomic_path, read_attrs
 from pipeline.evaluate import heads, metrics
+from pipeline.evaluate.sampled import table1_probabilities
+from pipeline.train.checkpoint import load_model
+from pipeline.train.families import family_of_model
 from pipeline.train.loop import autocast
-from pipeline.train.stages import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def judge_generations(model, judge, means, *, keep: str, batch_size: int, device
 def score_run(
     probs: dict[str, dict[str, np.ndarray]],
     labels: dict[str, np.ndarray],
-    judge_heads: list[heads.JudgeHead],
+    judge_heads: list[JudgeHead],
     protocol: Protocol,
 ) -> dict[str, float]:
     """Metrics of one repeat from the judge's outputs {direction: {head: p(y|x) (N, K)}}."""
@@ -150,9 +152,9 @@ def table1_runs(
 ) -> list[dict[str, float]]:
     """The Table 1 scores of `net` on the clips `data`, one dict per repeat (`evaluate.repeats`, each with
     fresh prior samples, repeat r seeded from seed * 1000 + r)."""
-    judge_heads = heads.judge_heads(data.factors)
+    dataset_heads = judge_heads(data.factors)
     batch_size = evaluate["batch_size"]
-    if hasattr(net, "encode"):  # keep posterior means of the real clips, score against their labels
+    if family_of_model(net).encoder:  # keep posterior means of the real clips, score against their labels
         labels = {name: t.numpy() for name, t in data.targets.items()}
         means = posterior_means(net, data, batch_size=batch_size, device=device, bf16=bf16)
 
@@ -172,7 +174,7 @@ def table1_runs(
                 return table1_probabilities(
                     net,
                     judge_net,
-                    judge_heads,
+                    dataset_heads,
                     directions=protocol.directions,
                     groups=max(len(data) // group_size, 1),
                     group_size=group_size,
@@ -183,33 +185,41 @@ def table1_runs(
     runs = []
     for repeat in range(evaluate["repeats"]):
         torch.manual_seed(seed * 1000 + repeat)
-        runs.append(score_run(*judged_repeat(), judge_heads, protocol))
+        runs.append(score_run(*judged_repeat(), dataset_heads, protocol))
         logger.info("repeat %d: Acc %.4f IS %.3f", repeat + 1, runs[-1]["Acc"], runs[-1]["IS"])
     return runs
 
 
 def evaluate_model(
-    *, model: str, judge: str, dataset: str, output: str, config: dict, method: str, seed: int = 0
+    *,
+    model: str,
+    judge: str,
+    dataset: str,
+    output: str,
+    method: str,
+    training_seed: int = 0,
+    evaluate: dict = FromConfig("evaluate"),
+    bf16: bool | str = FromConfig("train.bf16"),
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
 ) -> None:
-    """Score `model` (training seed `seed`) with `judge` on the test split of `dataset`; write tidy rows
-    (COLUMNS) to `output`."""
-    device = resolve_device(config["device"])
-    part = config["evaluate"]
-    data = load_clips(dataset, "test", limit=part["max_sequences"])
+    """Score `model` (row `method`, training seed `training_seed`) with `judge` on the test split of
+    `dataset`; write tidy rows (COLUMNS) to `output`."""
+    device = resolve_device(device)
+    data = load_clips(dataset, "test", limit=evaluate["max_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
-    bf16 = resolve_bf16(config["train"]["bf16"], device)
     dataset_name = str(read_attrs(dataset)["name"])
     runs = table1_runs(
         net,
         judge_net,
         data,
         protocol_of(dataset_name),
-        evaluate=part,
+        evaluate=evaluate,
         device=device,
-        bf16=bf16,
-        seed=config["seed"] + seed,
+        bf16=resolve_bf16(bf16, device),
+        seed=seed + training_seed,
     )
-    identity = {"dataset": dataset_name, "method": method, "seed": seed}
+    identity = {"dataset": dataset_name, "method": method, "seed": training_seed}
     rows = [
         {**identity, "metric": name, "value": mean, "std": std, "n": len(data)}
         for name, (mean, std) in metrics.mean_std(runs).items()

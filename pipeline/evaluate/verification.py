@@ -15,12 +15,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline.config import resolve_device
+from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
 from pipeline.data.clips import load_clips
 from pipeline.data.h5io import atomic_path
 from pipeline.evaluate.table1 import posterior_means
-from pipeline.train.stages import load_model
+from pipeline.train.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,19 @@ def verification_eers(
     return results
 
 
-def evaluate_verification(*, model: str, dataset: str, output: str, config: dict, method: str) -> None:
+def evaluate_verification(
+    *,
+    model: str,
+    dataset: str,
+    output: str,
+    method: str,
+    batch_size: int = FromConfig("evaluate.batch_size"),
+    device: str = FromConfig("device"),
+) -> None:
     """EER of z_f and z_1:T embeddings of `model` over all pairs of test utterances; tidy CSV (COLUMNS)."""
-    device = resolve_device(config["device"])
+    device = resolve_device(device)
     data = load_clips(dataset, "test")
     net = load_model(model, device)
-    batch_size = config["evaluate"]["batch_size"]
     static, dynamic = posterior_means(net, data, batch_size=batch_size, device=device, bf16=False)
     results = verification_eers(
         static.numpy(), dynamic.numpy(), data.targets["sequence_id"].numpy(), data.targets["speaker"].numpy()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
 from tqdm import tqdm
 
+from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
 
 log = logging.getLogger(__name__)
@@ -241,12 +242,12 @@ def label_flow(
     *,
     dataset: str | os.PathLike,
     output: str | os.PathLike,
-    backend: str = "dis",
-    grid: int,
-    topk: int,
-    device: str = "cpu",
-    batch_size: int = 64,
-    raft_weights: str | os.PathLike | None = None,
+    backend: str = FromConfig("flow.backend"),
+    grid: int = FromConfig("flow.grid"),
+    topk: int = FromConfig("flow.topk"),
+    device: str = FromConfig("device"),
+    batch_size: int = FromConfig("flow.batch_size"),
+    raft_weights: str | os.PathLike | None = FromConfig("flow.raft_weights"),
     chunk: int = 256,
 ) -> None:
     """Write the flow labels of every split of `dataset` to `output` (`flow_topk`, `flow_magnitude`).
@@ -259,7 +260,9 @@ def label_flow(
     name = attrs["name"]
     _, h, w, _ = attrs["frame_shape"]
     _check_grid(int(h), int(w), grid=grid, topk=topk)  # fail before any flow is computed
-    flow_fn = _flow_fn(backend, device=device, batch_size=batch_size, raft_weights=raft_weights)
+    flow_fn = _flow_fn(
+        backend, device=resolve_device(device), batch_size=batch_size, raft_weights=raft_weights
+    )
     labels = {}
     for split in h5io.model_splits(dataset):
         frames = h5io.read_split(dataset, split).frames

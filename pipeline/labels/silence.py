@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from pipeline.config import FromConfig
 from pipeline.data import h5io
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,12 @@ def silence_labels(rms_db: np.ndarray, threshold_db: float) -> np.ndarray:
     return (np.asarray(rms_db) < threshold_db).astype(np.uint8)
 
 
-def label_silence(*, dataset: str | os.PathLike, output: str | os.PathLike, threshold_db: float) -> None:
+def label_silence(
+    *,
+    dataset: str | os.PathLike,
+    output: str | os.PathLike,
+    threshold_db: float = FromConfig("audio.silence_db"),
+) -> None:
     """Write `labels/{split}/silence` (N, T) uint8 for every split of the audio `dataset`."""
     attrs = h5io.read_attrs(dataset)
     if attrs.get("modality") != "audio":

@@ -19,12 +19,12 @@ import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.config import resolve_device  # noqa: E402
+from pipeline.config import FromConfig, resolve_device  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.audio import features_to_audio  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
 from pipeline.data.h5io import atomic_path  # noqa: E402
-from pipeline.train.stages import load_model  # noqa: E402
+from pipeline.train.checkpoint import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,11 @@ def swap_speakers(model, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Te
     }
 
 
-def convert_voices(*, model: str, dataset: str, figure: str, wav_dir: str, config: dict) -> None:
+def convert_voices(
+    *, model: str, dataset: str, figure: str, wav_dir: str, device: str = FromConfig("device")
+) -> None:
     """Write `wav_dir/{a,b,a_as_b,b_as_a}.wav` and the spectrogram PNG `figure`."""
-    device = resolve_device(config["device"])
+    device = resolve_device(device)
     net = load_model(model, device)
     data = load_clips(dataset, "test")
     utterance, speaker = data.targets["sequence_id"].numpy(), data.targets["speaker"].numpy()

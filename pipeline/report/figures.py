@@ -27,11 +27,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from models import Unordered  # noqa: E402
-from pipeline.config import resolve_device  # noqa: E402
+from pipeline.config import FromConfig, resolve_device  # noqa: E402
 from pipeline.data.clips import load_clips, to_uint8  # noqa: E402
 from pipeline.data.h5io import atomic_path  # noqa: E402
-from pipeline.train.stages import load_model  # noqa: E402
+from pipeline.train.checkpoint import load_model  # noqa: E402
+from pipeline.train.families import family_of_model  # noqa: E402
 
 
 def save_clip_grid(path: str, rows: list[np.ndarray], labels: list[str], title: str) -> None:
@@ -102,15 +102,27 @@ def sampled_codes(net: nn.Module, batch: int, steps: int) -> Codes:
 
 
 @torch.no_grad()
-def plot_figures(*, model: str, dataset: str, swap: str, generation: str, config: dict, method: str) -> None:
-    device = resolve_device(config["device"])
-    torch.manual_seed(config["seed"])
+def plot_figures(
+    *,
+    model: str,
+    dataset: str,
+    swap: str,
+    generation: str,
+    method: str,
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
+) -> None:
+    """The swap grid (`swap`) and the fixed-latent generations (`generation`) of row `method` (module doc)."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
     net = load_model(model, device)
     data = load_clips(dataset, "test")
     # Clips of different identities and motions (Sprites stores a character's 9 actions in a row).
     picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
     x, _ = data.batch(picks, device)
-    codes = encoded_codes(net, x) if hasattr(net, "encode") else sampled_codes(net, len(picks), x.shape[1])
+    codes = (
+        encoded_codes(net, x) if family_of_model(net).encoder else sampled_codes(net, len(picks), x.shape[1])
+    )
     static_name, dynamic_name = codes.names
     rows, labels = [], []
     for a, b in [(0, 1), (2, 3)][: len(picks) // 2]:
@@ -149,15 +161,24 @@ def z_grid_frames(net: nn.Module, static: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def plot_latent_space(*, model: str, dataset: str, grid: str, trace: str, config: dict, method: str) -> None:
+def plot_latent_space(
+    *,
+    model: str,
+    dataset: str,
+    grid: str,
+    trace: str,
+    method: str,
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
+) -> None:
     """The unordered model's z grid for two identities (its Fig. 3) and one z dimension along clips (4b)."""
-    device = resolve_device(config["device"])
-    torch.manual_seed(config["seed"])
+    device = resolve_device(device)
+    torch.manual_seed(seed)
     net = load_model(model, device)
-    if not isinstance(net, Unordered):
+    if not family_of_model(net).frame_latents:
         raise ValueError(
-            f"{model} is a {type(net).__name__}: the latent-space figures are the unordered model's"
-            " (a variant with family: unordered)"
+            f"{model} is a {type(net).__name__}, whose z_t is not a code of frame t alone: the latent-space "
+            "figures are of a family with frame latents (family: unordered)"
         )
     data = load_clips(dataset, "test")
     picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)

@@ -1,14 +1,12 @@
-# Constants and named input functions shared by the rule files.
-from pipeline.train.stages import family_of, seeds_of, variant_of
+# Constants and named input functions shared by the rule files. Snakemake parses these without torch, so
+# what they need of the model families comes from the torch-free registry (pipeline/train/families.py).
+from pipeline.train.families import audio_variant, family, seeds_of, variant_family
 
 FIGURE_KINDS = ["swap", "generation"]
 LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures
 # The datasets of each results table made by make_table: Table 1 has the paper's columns, moving dSprites
 # its own table. DSVAE's tables (dsvae_table1, dsvae_dynamics) have their own rules (dsvae.smk).
 TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
-UNORDERED_METHODS = [
-    m for m in config["methods"] if variant_of(config, m)[0] == "unordered"
-]
 
 
 wildcard_constraints:
@@ -19,13 +17,21 @@ wildcard_constraints:
     table="|".join(TABLE_DATASETS),
 
 
+def family_of_row(method):
+    return family(variant_family(config["variants"][method]))
+
+
+# the rows whose z_t codes one frame: they get the latent-space figures (the unordered model's)
+FRAME_LATENT_METHODS = [m for m in config["methods"] if family_of_row(m).frame_latents]
+
+
 def trained_models(dataset, methods):
     """Every trained model of `methods` on `dataset`: (method, seed, model path), seeds inner (seed0 draws
     a row's figures)."""
     return [
         (m, seed, f"results/models/{dataset}/{m}/seed{seed}/model.pt")
         for m in methods
-        for seed in seeds_of(config, m)
+        for seed in seeds_of(config["variants"][m], config["train"]["seeds"])
     ]
 
 
@@ -44,7 +50,7 @@ DYNAMICS_MODELS = trained_models("bouncing", config["dynamics_methods"])
 
 def diagnostics_of_table(wildcards):
     """The diagnostics of every row that has an encoder (MoCoGAN has no posterior to probe)."""
-    encoded = [m for m in config["methods"] if family_of(config, m).encoder]
+    encoded = [m for m in config["methods"] if family_of_row(m).encoder]
     return [
         f"results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv"
         for dataset in TABLE_DATASETS[wildcards.table]
@@ -58,15 +64,15 @@ def judge_accuracies_of_table(wildcards):
     )
 
 
-def variant_settings(wildcards):
+def variant_of_row(wildcards):
     return config["variants"][wildcards.method]
 
 
 def training_inputs(wildcards):
-    """The dataset, and its flow labels for a family that trains on them (S3VAE's DFP term)."""
+    """The dataset, and the pseudo labels of a family that trains on them (S3VAE's DFP term: flow)."""
     inputs = {"dataset": f"results/data/{wildcards.dataset}.h5"}
-    if family_of(config, wildcards.method).flow_labels:
-        inputs["labels"] = f"results/labels/{wildcards.dataset}/flow.h5"
+    for labeller in family_of_row(wildcards.method).labels:
+        inputs["labels"] = f"results/labels/{wildcards.dataset}/{labeller}.h5"
     return inputs
 
 
@@ -84,7 +90,7 @@ def figures_of_all_models(wildcards):
     ) + expand(
         "results/figures/{dataset}/{method}_{kind}.png",
         dataset=datasets,
-        method=UNORDERED_METHODS,
+        method=FRAME_LATENT_METHODS,
         kind=LATENT_FIGURE_KINDS,
     )
 
@@ -98,8 +104,9 @@ def audio_root(wildcards):
     return "resources/fsdd" if wildcards.dataset == "fsdd" else config["timit"]["root"]
 
 
-def audio_model_spec(wildcards):
-    return config["audio"]["models"][wildcards.method]
+def audio_variant_of_row(wildcards):
+    spec = config["audio"]["models"][wildcards.method]
+    return audio_variant(spec, config["variants"], int(wildcards.dim))
 
 
 def verification_of_all_audio_models(wildcards):

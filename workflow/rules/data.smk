@@ -53,7 +53,10 @@ rule build_smmnist:
     resources:
         mem_mb=4000,
     params:
-        smmnist=config["smmnist"],
+        train_sequences=config["smmnist"]["train_sequences"],
+        test_sequences=config["smmnist"]["test_sequences"],
+        judge_train_sequences=config["smmnist"]["judge_train_sequences"],
+        frames=config["smmnist"]["frames"],
         seed=config["seed"],
     script:
         "../scripts/build_smmnist.py"
@@ -97,7 +100,11 @@ rule build_bouncing:
     resources:
         mem_mb=2000,
     params:
-        bouncing=config["bouncing"],
+        train_sequences=config["bouncing"]["train_sequences"],
+        test_sequences=config["bouncing"]["test_sequences"],
+        frames=config["bouncing"]["frames"],
+        image_size=config["bouncing"]["image_size"],
+        shape=config["bouncing"]["shape"],
         seed=config["seed"],
     script:
         "../scripts/build_bouncing.py"

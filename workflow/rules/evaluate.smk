@@ -18,7 +18,9 @@ rule evaluate_model:
         gpu=1,
     params:
         evaluate=config["evaluate"],
+        bf16=config["train"]["bf16"],
         seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/evaluate_model.py"
 
@@ -48,7 +50,9 @@ rule diagnose_model:
         gpu=1,
     params:
         evaluate=config["evaluate"],
+        bf16=config["train"]["bf16"],
         seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/diagnose_model.py"
 
@@ -67,6 +71,9 @@ rule evaluate_verification:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
     script:
         "../scripts/evaluate_verification.py"
 
@@ -95,6 +102,9 @@ rule make_dsvae_table1:
         methods=[method for method, _, _ in DSVAE_TABLE1_MODELS],
         seeds=[seed for _, seed, _ in DSVAE_TABLE1_MODELS],
         evaluate=config["evaluate"],
+        bf16=config["train"]["bf16"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/make_dsvae_table1.py"
 
@@ -121,5 +131,7 @@ rule evaluate_dynamics:
         methods=[method for method, _, _ in DYNAMICS_MODELS],
         seeds=[seed for _, seed, _ in DYNAMICS_MODELS],
         evaluate=config["evaluate"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/evaluate_dynamics.py"

@@ -15,7 +15,11 @@ rule label_flow:
         mem_mb=8000,
         gpu=0 if config["flow"]["backend"] == "dis" else 1,
     params:
-        flow=config["flow"],
+        backend=config["flow"]["backend"],
+        grid=config["flow"]["grid"],
+        topk=config["flow"]["topk"],
+        batch_size=config["flow"]["batch_size"],
+        raft_weights=config["flow"]["raft_weights"],
         device=config["device"],
     script:
         "../scripts/label_flow.py"

@@ -59,6 +59,9 @@ rule plot_figures:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/plot_figures.py"
 
@@ -80,6 +83,9 @@ rule plot_latent_space:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/plot_latent_space.py"
 
@@ -102,5 +108,7 @@ rule convert_voices:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        device=config["device"],
     script:
         "../scripts/convert_voices.py"

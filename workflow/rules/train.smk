@@ -19,6 +19,8 @@ rule train_judge:
         gpu=1,
     params:
         judge=config["judge"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/train_judge.py"
 
@@ -40,10 +42,12 @@ rule train_model:
         mem_mb=8000,
         gpu=1,
     params:
-        model=config["model"],
+        variant=variant_of_row,
+        architecture=config["model"],
         train=config["train"],
-        variant=variant_settings,
+        test_sequences=config["evaluate"]["max_sequences"],
         seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/train_model.py"
 
@@ -68,8 +72,10 @@ rule train_audio_model:
         mem_mb=4000,
         gpu=1,
     params:
-        spec=audio_model_spec,
-        model=config["audio"]["model"],
+        variant=audio_variant_of_row,
+        architecture=config["audio"]["model"],
         train=config["audio"]["train"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../scripts/train_audio_model.py"

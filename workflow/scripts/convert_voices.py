@@ -8,5 +8,4 @@ run_stage(
     dataset=snakemake.input.dataset,
     figure=snakemake.output.figure,
     wav_dir=snakemake.output.wavs,
-    config=snakemake.config,
 )

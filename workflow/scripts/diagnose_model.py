@@ -9,7 +9,6 @@ run_stage(
     dataset=snakemake.input.dataset,
     output_csv=snakemake.output.csv,
     output_png=snakemake.output.png,
-    config=snakemake.config,
     method=snakemake.wildcards.method,
-    seed=int(snakemake.wildcards.seed),
+    training_seed=int(snakemake.wildcards.seed),
 )

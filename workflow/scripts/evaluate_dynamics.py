@@ -5,10 +5,7 @@ run_stage(
     snakemake,
     evaluate_dynamics,
     models=list(snakemake.input.models),
-    methods=list(snakemake.params.methods),
-    seeds=[int(seed) for seed in snakemake.params.seeds],
     dataset=snakemake.input.dataset,
     output_csv=snakemake.output.csv,
     output_png=snakemake.output.png,
-    config=snakemake.config,
 )

@@ -8,7 +8,6 @@ run_stage(
     judge=snakemake.input.judge,
     dataset=snakemake.input.dataset,
     output=snakemake.output[0],
-    config=snakemake.config,
     method=snakemake.wildcards.method,
-    seed=int(snakemake.wildcards.seed),
+    training_seed=int(snakemake.wildcards.seed),
 )

@@ -7,6 +7,5 @@ run_stage(
     model=snakemake.input.model,
     dataset=snakemake.input.dataset,
     output=snakemake.output[0],
-    config=snakemake.config,
     method=snakemake.wildcards.method,
 )

@@ -5,12 +5,9 @@ run_stage(
     snakemake,
     make_dsvae_table1,
     models=list(snakemake.input.models),
-    methods=list(snakemake.params.methods),
-    seeds=[int(seed) for seed in snakemake.params.seeds],
     judge=snakemake.input.judge,
     dataset=snakemake.input.dataset,
     published=snakemake.input.published,
     output=snakemake.output.csv,
     output_md=snakemake.output.md,
-    config=snakemake.config,
 )

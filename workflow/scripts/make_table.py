@@ -8,7 +8,6 @@ run_stage(
     metrics=list(snakemake.input.metrics),
     judges=list(snakemake.input.judges),
     diagnostics=list(snakemake.input.diagnostics),
-    judge_bars=snakemake.params.judge_bars,
     published=snakemake.input.published,
     output_csv=snakemake.output.csv,
     output_md=snakemake.output.md,

@@ -8,6 +8,5 @@ run_stage(
     dataset=snakemake.input.dataset,
     swap=snakemake.output.swap,
     generation=snakemake.output.generation,
-    config=snakemake.config,
     method=snakemake.wildcards.method,
 )

@@ -8,6 +8,5 @@ run_stage(
     dataset=snakemake.input.dataset,
     grid=snakemake.output.grid,
     trace=snakemake.output.trace,
-    config=snakemake.config,
     method=snakemake.wildcards.method,
 )

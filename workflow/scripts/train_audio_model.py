@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train.stages import train_audio_model
+from pipeline.train.audio import train_audio_model
 
 run_stage(
     snakemake,
@@ -7,7 +7,4 @@ run_stage(
     dataset=snakemake.input.dataset,
     labels=snakemake.input.labels,
     output=snakemake.output[0],
-    config=snakemake.config,
-    method=snakemake.wildcards.method,
-    dim=int(snakemake.wildcards.dim),
 )

@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train.stages import train_judge
+from pipeline.train.judge import train_judge
 
 run_stage(
     snakemake,
@@ -7,5 +7,4 @@ run_stage(
     dataset=snakemake.input.dataset,
     output=snakemake.output.judge,
     accuracy=snakemake.output.accuracy,
-    config=snakemake.config,
 )

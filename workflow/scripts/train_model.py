@@ -1,5 +1,5 @@
 from pipeline.stage import run_stage
-from pipeline.train.stages import train_model
+from pipeline.train.model import train_model
 
 run_stage(
     snakemake,
@@ -7,7 +7,5 @@ run_stage(
     dataset=snakemake.input.dataset,
     labels=snakemake.input.get("labels"),
     output=snakemake.output[0],
-    config=snakemake.config,
-    method=snakemake.wildcards.method,
-    seed=int(snakemake.wildcards.seed),
+    training_seed=int(snakemake.wildcards.seed),
 )

@@ -1,0 +1,91 @@
+"""Stage `train_judge`: the classifier that scores video models, trained on real clips, with its per-head
+test accuracy (the bar a table checks before it prints a dataset's column)."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from pipeline.config import FromConfig
+from pipeline.data import h5io
+from pipeline.data.clips import ClipSet, load_clips
+from pipeline.data.factors import JudgeHead, judge_heads
+from pipeline.data.h5io import atomic_path
+from pipeline.evaluate import heads
+from pipeline.train.families import ModelInputs, family
+from pipeline.train.loop import autocast
+from pipeline.train.model import fit_and_save, train_settings
+
+logger = logging.getLogger(__name__)
+
+
+def judge_loss_fn(dataset_heads: list[JudgeHead]):
+    """Training loss of a judge: the sum of its heads' cross-entropies (pipeline/evaluate/heads.py)."""
+
+    def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        logits = net(x)
+        terms = {f"ce_{h.name}": heads.head_loss(h, logits[h.name], targets) for h in dataset_heads}
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    return judge_loss
+
+
+@torch.no_grad()
+def judge_accuracy(
+    judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool
+) -> dict[str, float]:
+    """Accuracy of each judge head on real clips (a group head must name the whole multiset)."""
+    correct = {h.name: 0 for h in judge_heads(data.factors)}
+    for x, targets in data.batches(batch_size, shuffle=False, device="cpu"):
+        with autocast(device, bf16):
+            probs = heads.probabilities(judge(x.to(device)))
+        labels = {name: t.numpy() for name, t in targets.items()}
+        for head in judge_heads(data.factors):
+            correct[head.name] += int(heads.correct(head, probs[head.name], labels).sum())
+    return {name: n / len(data) for name, n in correct.items()}
+
+
+def train_judge(
+    *,
+    dataset: str,
+    output: str,
+    accuracy: str,
+    judge: dict = FromConfig("judge"),
+    seed: int = FromConfig("seed"),
+    device: str = FromConfig("device"),
+) -> None:
+    """Train the judge on the real training clips (the dataset's `judge_train` split where it has one);
+    write it and its per-head test accuracy (CSV)."""
+    torch.manual_seed(seed)
+    train_set = load_clips(dataset, h5io.judge_training_split(dataset))
+    test_set = load_clips(dataset, "test")
+    attrs = h5io.read_attrs(dataset)
+    net = family("judge").build(ModelInputs(judge, {}, train_set, attrs))
+    settings = train_settings(judge, seed=seed, device=device)
+    loss = judge_loss_fn(judge_heads(train_set.factors))
+    fit_and_save(net, "judge", loss, train_set, test_set, settings, output)
+    net.eval()
+    scores = judge_accuracy(
+        net, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16
+    )
+    logger.info("judge test accuracy: %s", scores)
+    table = pd.DataFrame(
+        {
+            "dataset": str(attrs["name"]),
+            "head": list(scores),
+            "accuracy": list(scores.values()),
+            "n": len(test_set),
+        }
+    )
+    with atomic_path(accuracy) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+if __name__ == "__main__":
+    from pipeline.stage import stage_main
+
+    stage_main(train_judge)
