@@ -28,7 +28,11 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from pipeline.config import load  # noqa: E402
 from pipeline.data import dsprites, smmnist  # noqa: E402
+from pipeline.stage import config_arguments  # noqa: E402
+
+WORKFLOW_CONFIG = load()  # config.yaml: every generator setting the benchmark does not vary
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ def _render_dsprites(n: int, seed: int) -> object:
 
 def _build_dsprites(output: Path, n: int, seed: int) -> object:
     test = max(n // 4, 1)
-    return dsprites.build_dsprites(output=output, train_sequences=n - test, test_sequences=test, seed=seed)
+    sizes = {"train_sequences": n - test, "test_sequences": test, "seed": seed}
+    return dsprites.build_dsprites(**{**config_arguments(dsprites.build_dsprites, WORKFLOW_CONFIG), **sizes})
 
 
 def smmnist_generator(mnist_dir: Path) -> Generator:
@@ -57,9 +62,9 @@ def smmnist_generator(mnist_dir: Path) -> Generator:
 
     def build(output: Path, n: int, seed: int) -> object:
         test = max(n // 4, 1)
-        return smmnist.build_smmnist(
-            mnist_dir=mnist_dir, output=output, train_sequences=n - test, test_sequences=test, seed=seed
-        )
+        sizes = {"train_sequences": n - test, "test_sequences": test, "seed": seed}
+        defaults = config_arguments(smmnist.build_smmnist, WORKFLOW_CONFIG)
+        return smmnist.build_smmnist(**{**defaults, **sizes}, mnist_dir=mnist_dir, output=output)
 
     return Generator(render=render, build=build)
 

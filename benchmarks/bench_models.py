@@ -27,6 +27,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 import models  # noqa: E402
 from pipeline.data.clips import to_input  # noqa: E402
+from pipeline.train.families import family  # noqa: E402
 
 SPRITES = (8, 64, 3)  # T, side, channels
 BOUNCING = (30, 32, 1)
@@ -117,7 +118,7 @@ def gan_step(model: models.MoCoGAN, real: torch.Tensor, lr: float) -> Callable[[
 
 def measure(case: Case, *, batch_size: int, steps: int, warmup: int, device: str) -> dict:
     torch.manual_seed(0)
-    model = models.FAMILIES[case.family][1](case.config).to(device).train()
+    model = family(case.family).model_class(case.config).to(device).train()
     x = random_clips(batch_size, case.clips, device)
     step = gan_step(model, x, 2e-4) if case.family == "mocogan" else vae_step(model, x, 5e-4)
     for _ in range(warmup):

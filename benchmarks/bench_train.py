@@ -38,8 +38,8 @@ import models  # noqa: E402
 from models import blocks  # noqa: E402
 from pipeline import config as config_io  # noqa: E402
 from pipeline.data.clips import ClipSet, to_input  # noqa: E402
+from pipeline.train.families import ModelInputs, s3vae_config, variant_settings  # noqa: E402
 from pipeline.train.loop import autocast  # noqa: E402
-from pipeline.train.stages import s3vae_config, variant_of  # noqa: E402
 
 T, SIZE, CHANNELS = 8, 64, 3
 DATASET_SIZE = 9000  # N in the MI estimator: a constant log N offset, no effect on speed
@@ -92,8 +92,10 @@ def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
     """S3VAE `full` at the preset's sizes, built as `train_model` builds it, and the resolved config."""
     config = config_io.load(overrides={"preset": preset})
     no_labels = ClipSet(frames=torch.empty(0), targets={}, factors=())
-    attrs = {"name": "sprites", "frame_shape": (T, SIZE, SIZE, CHANNELS)}
-    return s3vae_config(config, variant_of(config, "full")[1], no_labels, attrs), config
+    attrs = {"name": "sprites", "modality": "video", "frame_shape": (T, SIZE, SIZE, CHANNELS)}
+    settings = variant_settings(config["variants"]["full"])
+    inputs = ModelInputs(config["model"], settings, no_labels, attrs, {"grid": config["flow"]["grid"]})
+    return models.S3VAEConfig(**s3vae_config(inputs)), config
 
 
 def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:

@@ -38,8 +38,10 @@ from pipeline.config import load  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
 from pipeline.evaluate.table1 import protocol_of, table1_runs  # noqa: E402
+from pipeline.train.checkpoint import load_model  # noqa: E402
+from pipeline.train.families import ModelInputs, family, variant_family, variant_settings  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
-from pipeline.train.stages import build_model, family_of, load_model, train_settings, vae_loss_fn  # noqa: E402
+from pipeline.train.model import train_settings, vae_loss_fn  # noqa: E402
 
 COLUMNS = ["dataset", "method", "seed", "epochs", "metric", "value", "seconds"]
 CURVE_METRICS = ("Acc", "Acc/fixed_dynamics", "Acc/fixed_static")
@@ -56,12 +58,18 @@ def required_files(dataset: str) -> dict[str, Path]:
 def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epochs: list[int], run_dir: Path):
     """Train `method` with training seed `seed` for max(epochs) epochs; score it after each listed epoch."""
     torch.manual_seed(config["seed"] + seed)
-    labels = str(files["labels"]) if family_of(config, method).flow_labels else None
+    variant = config["variants"][method]
+    chosen = family(variant_family(variant))
+    labels = str(files["labels"]) if "flow" in chosen.labels else None
     train_set = load_clips(files["dataset"], "train", labels=labels, limit=config["train"]["max_sequences"])
     test_set = load_clips(files["dataset"], "test", labels=labels, limit=config["evaluate"]["max_sequences"])
     attrs = h5io.read_attrs(files["dataset"])
-    _, model = build_model(config, method, train_set, attrs)
-    settings = dataclasses.replace(train_settings(config, config["train"], seed), epochs=max(epochs))
+    label_attrs = h5io.read_attrs(labels) if labels else {}
+    model = chosen.build(
+        ModelInputs(config["model"], variant_settings(variant), train_set, attrs, label_attrs)
+    )
+    train = train_settings(config["train"], seed=config["seed"] + seed, device=config["device"])
+    settings = dataclasses.replace(train, epochs=max(epochs))
     judge = load_model(files["judge"], settings.device)
     protocol = protocol_of(str(attrs["name"]))
     rows, started = [], time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -50,8 +49,8 @@ def _splits(path: Path) -> dict:
 
 
 def test_paper_scale_is_the_default():
-    defaults = inspect.signature(build_dsprites).parameters
-    assert [defaults[k].default for k in ("train_sequences", "test_sequences", "frames", "image_size")] == [
+    part = WORKFLOW_CONFIG["dsprites"]
+    assert [part[k] for k in ("train_sequences", "test_sequences", "frames", "image_size")] == [
         9000,
         2664,
         8,
