@@ -16,8 +16,8 @@ deterministic baselines, chosen by `dynamics`:
 
 The baselines keep f and decode frame t from [f, h_t]; their z ~ N(0, I) is one vector per clip (D_z = 64 in
 the paper), encoded by the bidirectional LSTM's summary (conditioned on f for "full"). So that the rest of
-the workflow sees one interface, `encode` repeats that z over the T steps, (B, T, D_z), and `decode` reads
-step 0 and unrolls the LSTM for T steps.
+the workflow sees one interface (`models.interface.SequentialVAE`), `encode` repeats that z over the T
+steps, (B, T, D_z), and `decode` reads step 0 and unrolls the LSTM for T steps.
 
 Frames are images (conv trunks) or, for speech, feature vectors (`frame_kind="vector"`, MLPs).
 
