@@ -31,12 +31,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.blocks import (
+    BidirectionalStaticVAE,
     Gaussian,
     GaussianHead,
     LSTMPrior,
-    bidirectional_summary,
     elbo_terms,
-    frame_codec,
     hide_colors,
     mlp,
 )
@@ -139,23 +138,11 @@ def mutual_information(
     return (log_joint - log_static - log_dynamic).mean(dim=-1).sum()
 
 
-class S3VAE(nn.Module):
+class S3VAE(BidirectionalStaticVAE):
     def __init__(self, config: S3VAEConfig):
-        super().__init__()
+        super().__init__(config, frame_latent_dim=config.dynamic_dim)
         c = config
-        self.config = c
-        self.frame_encoder, self.decoder = frame_codec(
-            c.frame_kind,
-            latent_dim=c.static_dim + c.dynamic_dim,
-            frame_dim=c.frame_dim,
-            in_channels=c.in_channels,
-            image_size=c.image_size,
-            conv_channels=c.conv_channels,
-            feature_dim=c.feature_dim,
-        )
-        # z_f sees the whole clip in both directions; z_t only the past (causal).
-        self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
-        self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
+        # z_t sees only the past (causal), where z_f sees the whole clip in both directions.
         if c.dynamic_encoder == "causal":
             self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
             self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
@@ -185,11 +172,7 @@ class S3VAE(nn.Module):
             else {}
         )
 
-    # --- inference network -------------------------------------------------------------------------
-    def encode_static(self, features: Tensor) -> Gaussian:
-        out, _ = self.static_lstm(features)  # (B, T, 2H)
-        return self.static_head(bidirectional_summary(out))
-
+    # --- inference network (encode_static: BidirectionalStaticVAE) ---------------------------------
     def encode_dynamic(self, features: Tensor) -> Gaussian:
         if self.dynamic_lstm is None:
             return self.dynamic_head(features)  # q(z_t | x_t), (B, T, D_z)
@@ -200,15 +183,7 @@ class S3VAE(nn.Module):
         features = self.frame_encoder(x)  # (B, T, D_h)
         return self.encode_static(features), self.encode_dynamic(features)
 
-    # --- generative network ------------------------------------------------------------------------
-    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
-        B, T, _ = dynamic.shape
-        latent = torch.cat([static[:, None].expand(B, T, -1), dynamic], dim=-1)  # (B, T, D_f + D_z)
-        return self.decoder(latent.to(dynamic.dtype))  # (B, T, C, H, W)
-
-    def sample_static(self, batch: int, like: Tensor) -> Tensor:
-        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
-
+    # --- generative network (decode, sample_static: StaticDynamicVAE) ------------------------------
     def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
         """z_1:T from the learned prior (B, T, D_z); `static` is unused (p(z) does not depend on z_f), and
         taken so every family samples through one call."""
