@@ -133,17 +133,19 @@ class FrameDecoder(nn.Module):
         return x.view(B, T, *x.shape[1:])
 
 
+def _leaky_linears(*widths: int) -> list[nn.Module]:
+    """Linear layers through `widths`, each followed by a LeakyReLU(0.2)."""
+    return [
+        layer for a, b in pairwise(widths) for layer in (nn.Linear(a, b), nn.LeakyReLU(0.2, inplace=True))
+    ]
+
+
 class VectorFrameEncoder(nn.Module):
     """Two-layer MLP applied to every feature frame (a spectrum, a filter bank): (B, T, D) -> (B, T, D_h)."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, out_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(out_dim, out_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-        )
+        self.net = nn.Sequential(*_leaky_linears(in_dim, out_dim, out_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)  # (B, T, D_h)
@@ -156,11 +158,7 @@ class VectorFrameDecoder(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden_dim, out_dim),
+            *_leaky_linears(in_dim, hidden_dim, hidden_dim), nn.Linear(hidden_dim, out_dim)
         )
 
     def forward(self, latent: Tensor) -> Tensor:
