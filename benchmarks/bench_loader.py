@@ -117,7 +117,7 @@ def time_batches(dataset: Path, labels: Path | None, split: str, batch_size: int
     return statistics.median(rates)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--dataset", type=Path, default=None, help="a dataset file (default: a synthetic one)"
@@ -140,6 +140,11 @@ def main() -> None:
         parser.error("--device cuda: torch sees no CUDA device")
     if args.labels is not None and args.dataset is None:
         parser.error("--labels needs --dataset")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     threads = args.threads or (2 if args.device == "cpu" else None)
     if threads:
         torch.set_num_threads(threads)

@@ -314,10 +314,8 @@ def describe_device(device: str) -> str:
     return f"{name}, {torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(native)}"
 
 
-def report(
-    results: dict, *, config: models.S3VAEConfig, flops: int, args, threads: int | None, roofs: dict
-) -> None:
-    """Print the set-up, the matmul rooflines, one row per configuration, the legend and the target."""
+def _print_setup(config: models.S3VAEConfig, flops: int, args, threads: int | None, roofs: dict) -> None:
+    """The model, batch, device and threads measured, the FLOPs per step and the matmul rooflines."""
     c = config
     print(
         f"S3VAE full (scc {c.scc_weight:g}, dfp {c.dfp_weight:g}, mi {c.mi_weight:g}, "
@@ -338,6 +336,13 @@ def report(
         + ", ".join(f"{name} {gflops:.0f} GFLOP/s" for name, gflops in roofs.items())
         + "; '% roof' holds each row against its numerics' roof\n"
     )
+
+
+def report(
+    results: dict, *, config: models.S3VAEConfig, flops: int, args, threads: int | None, roofs: dict
+) -> None:
+    """Print the set-up (`_print_setup`), one row per configuration, the legend and the target."""
+    _print_setup(config, flops, args, threads, roofs)
     print(
         f"{'config':<17}{'seq/s':>8}{'ms/step':>10}{'GFLOP/s':>9}{'% roof':>8}{'1st step s':>12}"
         f"{'peak MiB':>10}{'+MiB':>8}{'speedup':>9}"

@@ -1,5 +1,7 @@
 """Building blocks shared by the sequential models: Gaussians, frame encoders/decoders (conv for images, a
-per-frame MLP for feature vectors), LSTM prior, pixel likelihoods.
+per-frame MLP for feature vectors), LSTM prior, pixel likelihoods, and the base classes holding what the VAE
+families share: `StaticDynamicVAE` (p(z_f) and the decoding of [z_f, z_t], S3VAE, DSVAE and Unordered) and
+`BidirectionalStaticVAE` (the frame codec and q(z_f | x_1:T), S3VAE and DSVAE).
 
 Frames are images (conv trunk, video) or feature vectors (MLP, audio spectra); `frame_codec` picks the pair.
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -130,17 +133,19 @@ class FrameDecoder(nn.Module):
         return x.view(B, T, *x.shape[1:])
 
 
+def _leaky_linears(*widths: int) -> list[nn.Module]:
+    """Linear layers through `widths`, each followed by a LeakyReLU(0.2)."""
+    return [
+        layer for a, b in pairwise(widths) for layer in (nn.Linear(a, b), nn.LeakyReLU(0.2, inplace=True))
+    ]
+
+
 class VectorFrameEncoder(nn.Module):
     """Two-layer MLP applied to every feature frame (a spectrum, a filter bank): (B, T, D) -> (B, T, D_h)."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, out_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(out_dim, out_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-        )
+        self.net = nn.Sequential(*_leaky_linears(in_dim, out_dim, out_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)  # (B, T, D_h)
@@ -153,11 +158,7 @@ class VectorFrameDecoder(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden_dim, out_dim),
+            *_leaky_linears(in_dim, hidden_dim, hidden_dim), nn.Linear(hidden_dim, out_dim)
         )
 
     def forward(self, latent: Tensor) -> Tensor:
@@ -295,3 +296,54 @@ def elbo_terms(x: Tensor, out, likelihood: str, sigma: float = math.sqrt(0.5)) -
         "kl_static": out.static.kl(Gaussian.standard_like(out.static.mean)).sum() / B,
         "kl_dynamic": out.dynamic.kl(out.dynamic_prior).sum() / B,
     }
+
+
+class StaticDynamicVAE(nn.Module):
+    """The generative side S3VAE, DSVAE and Unordered share: z_f ~ p(z_f) = N(0, I), one per clip, and a frame
+    decoder that renders frame t from [z_f, latent_t]. A subclass sets `config` (its `static_dim` is D_f) and
+    `decoder`, (B, T, D_f + D) -> frames."""
+
+    config: Any
+    decoder: nn.Module
+
+    def frame_latents(self, dynamic: Tensor) -> Tensor:
+        """The decoder's per-frame latents (B, T, D) for z_1:T (B, T, D_z): z_t itself, unless the family
+        unrolls deterministic dynamics from it (DSVAE's lstm_*)."""
+        return dynamic
+
+    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
+        """z_f (B, D_f) and z_1:T (B, T, D_z) -> frames (B, T, C, H, W), or feature frames (B, T, D)."""
+        per_frame = self.frame_latents(dynamic)  # (B, T, D)
+        B, T, _ = per_frame.shape
+        latent = torch.cat([static[:, None].expand(B, T, -1), per_frame], dim=-1)  # (B, T, D_f + D)
+        return self.decoder(latent.to(dynamic.dtype))
+
+    def sample_static(self, batch: int, like: Tensor) -> Tensor:
+        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
+
+
+class BidirectionalStaticVAE(StaticDynamicVAE):
+    """A StaticDynamicVAE with the frame path S3VAE and DSVAE share: the frame codec of `config.frame_kind`
+    and q(z_f | x_1:T) from a bidirectional LSTM over the frame features. `frame_latent_dim` is D, the size
+    of the decoder's per-frame latent beside z_f."""
+
+    def __init__(self, config, frame_latent_dim: int):
+        super().__init__()
+        c = config
+        self.config = c
+        self.frame_encoder, self.decoder = frame_codec(
+            c.frame_kind,
+            latent_dim=c.static_dim + frame_latent_dim,
+            frame_dim=c.frame_dim,
+            in_channels=c.in_channels,
+            image_size=c.image_size,
+            conv_channels=c.conv_channels,
+            feature_dim=c.feature_dim,
+        )
+        self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
+        self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
+
+    def encode_static(self, features: Tensor) -> Gaussian:
+        """q(z_f | x_1:T) (B, D_f) from the frame features (B, T, D_h)."""
+        out, _ = self.static_lstm(features)  # (B, T, 2H)
+        return self.static_head(bidirectional_summary(out))

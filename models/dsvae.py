@@ -16,8 +16,8 @@ deterministic baselines, chosen by `dynamics`:
 
 The baselines keep f and decode frame t from [f, h_t]; their z ~ N(0, I) is one vector per clip (D_z = 64 in
 the paper), encoded by the bidirectional LSTM's summary (conditioned on f for "full"). So that the rest of
-the workflow sees one interface, `encode` repeats that z over the T steps, (B, T, D_z), and `decode` reads
-step 0 and unrolls the LSTM for T steps.
+the workflow sees one interface (`models.interface.SequentialVAE`), `encode` repeats that z over the T
+steps, (B, T, D_z), and `decode` reads step 0 and unrolls the LSTM for T steps.
 
 Frames are images (conv trunks) or, for speech, feature vectors (`frame_kind="vector"`, MLPs).
 
@@ -35,12 +35,12 @@ from torch import Tensor, nn
 
 from models.blocks import (
     LIKELIHOODS,
+    BidirectionalStaticVAE,
     Gaussian,
     GaussianHead,
     LSTMPrior,
     bidirectional_summary,
     elbo_terms,
-    frame_codec,
 )
 
 ENCODERS = ("factorised", "full")
@@ -148,25 +148,12 @@ def _over_time(q: Gaussian, steps: int) -> Gaussian:
     return Gaussian(q.mean.expand(B, steps, D_z), q.logvar.expand(B, steps, D_z))
 
 
-class DSVAE(nn.Module):
+class DSVAE(BidirectionalStaticVAE):
     def __init__(self, config: DSVAEConfig):
-        super().__init__()
         c = config
-        self.config = c
-        frame_latent = c.dynamic_dim if c.dynamics == "stochastic" else c.state_dim
-        self.frame_encoder, self.decoder = frame_codec(
-            c.frame_kind,
-            latent_dim=c.static_dim + frame_latent,
-            frame_dim=c.frame_dim,
-            in_channels=c.in_channels,
-            image_size=c.image_size,
-            conv_channels=c.conv_channels,
-            feature_dim=c.feature_dim,
-        )
-        self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
-        self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
-        self.dynamic_encoder = DynamicEncoder(c)
         stochastic = c.dynamics == "stochastic"
+        super().__init__(c, frame_latent_dim=c.dynamic_dim if stochastic else c.state_dim)
+        self.dynamic_encoder = DynamicEncoder(c)
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim) if stochastic else None
         self.dynamics = (
             None
@@ -174,27 +161,20 @@ class DSVAE(nn.Module):
             else DeterministicDynamics(c.dynamic_dim, c.state_dim, c.dynamics, c.forget_bias)
         )
 
-    # --- inference network -------------------------------------------------------------------------
-    def encode_static(self, features: Tensor) -> Gaussian:
-        out, _ = self.static_lstm(features)  # (B, T, 2H)
-        return self.static_head(bidirectional_summary(out))  # (B, D_f)
-
+    # --- inference network (encode_static: BidirectionalStaticVAE) ---------------------------------
     def encode(self, x: Tensor) -> tuple[Gaussian, Gaussian]:
         """q(f | x_1:T) (B, D_f) and q(z | ...) (B, T, D_z); the full q is conditioned on f's mean."""
         features = self.frame_encoder(x)  # (B, T, D_h)
         static = self.encode_static(features)
         return static, _over_time(self.dynamic_encoder(features, static.mean), x.shape[1])
 
-    # --- generative network ------------------------------------------------------------------------
-    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
-        """f (B, D_f) and z (B, T, D_z) -> frames (B, T, C, H, W); lstm_* read z at step 0 only."""
-        B, T, _ = dynamic.shape
-        per_frame = dynamic if self.dynamics is None else self.dynamics(dynamic[:, 0], T)  # (B, T, D)
-        latent = torch.cat([static[:, None].expand(B, T, -1), per_frame], dim=-1)  # (B, T, D_f + D)
-        return self.decoder(latent.to(dynamic.dtype))
-
-    def sample_static(self, batch: int, like: Tensor) -> Tensor:
-        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
+    # --- generative network (decode, sample_static: StaticDynamicVAE) ------------------------------
+    def frame_latents(self, dynamic: Tensor) -> Tensor:
+        """What `decode` renders frame t from beside f: z_t (B, T, D_z), or for lstm_* the states
+        (B, T, state) unrolled from z at step 0 (the other steps repeat it)."""
+        if self.dynamics is None:
+            return dynamic
+        return self.dynamics(dynamic[:, 0], dynamic.shape[1])
 
     def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
         """z from p(z_t | z_<t), or one z ~ N(0, I) per clip for lstm_*; `static` is unused (p(z) does

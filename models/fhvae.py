@@ -15,8 +15,9 @@ over segments of sequence i, which has N_i segments. alpha = 0 is the plain FHVA
 the papers compare. A sequence with no row in the table (a test utterance) is scored under the marginal
 p(z2) = N(0, (1 + 0.5^2) I) and has no discriminative term.
 
-The seqdis interface (as S3VAE): static = z2 (the speaker), dynamic = z1 (the content), so
-`encode(x)` returns (q(z2 | x), q(z1 | x, E[z2])). z1 is one vector per segment, (B, D_z), not per frame.
+The seqdis interface (`models.interface.SequentialAutoencoder`: S3VAE's without the priors' samplers):
+static = z2 (the speaker), dynamic = z1 (the content), so `encode(x)` returns (q(z2 | x), q(z1 | x, E[z2])).
+z1 is one vector per segment, (B, D_z), not per frame.
 Departures: the frame likelihood is a fixed-variance Gaussian (summed squared error, as in our S3VAE),
 where Hsu et al. learn the decoder's variance.
 

@@ -5,14 +5,19 @@ A sequence x_1:T is encoded into one static latent z_f (from the whole clip) and
 p(z_f) = N(0, I) and a learned LSTM prior p(z_t | z_<t). Training maximises the ELBO (Eq. 5) plus three
 regularisers, each switched off by a zero weight:
 
-- L_SCC (Eq. 6): triplet loss on z_f; positive = the same clip shuffled in time, negative = another clip.
-- L_DFP: a two-layer head on z_t predicts the dynamic pseudo labels: the top-k optical-flow cells of each
-  frame (video, `dfp_target="flow_topk"`), or whether each frame is silent (audio, section 4.2,
-  `dfp_target="silence"`). Both are per-frame binary targets, scored by a summed binary cross-entropy.
-- L_MI (Eq. 7-8): a minibatch estimate of sum_t I(z_f; z_t), penalised.
+- L_SCC (Eq. 6, `static_consistency`): triplet loss on z_f; positive = the same clip shuffled in time,
+  negative = another clip.
+- L_DFP (`dynamic_factor_prediction`): a two-layer head on z_t predicts the dynamic pseudo labels: the
+  top-k optical-flow cells of each frame (video, `dfp_target="flow_topk"`), or whether each frame is silent
+  (audio, section 4.2, `dfp_target="silence"`). Both are per-frame binary targets, scored by a summed binary
+  cross-entropy.
+- L_MI (Eq. 7-8, `mutual_information`): a minibatch estimate of sum_t I(z_f; z_t), penalised.
 
-The ground-truth ablation (`baseline_sv`) replaces pseudo labels by labels: heads on z_f predict the
-static factors, heads on z_t the dynamic ones and regress the per-frame states (SMMNIST: digit positions).
+The ground-truth ablation (`baseline_sv`, `supervised_loss`) replaces pseudo labels by labels: heads on z_f
+predict the static factors, heads on z_t the dynamic ones and regress the per-frame states (SMMNIST: digit
+positions). Beyond the paper, `swap_consistency` checks that swapped latents decode to what they hold.
+`S3VAE.loss` adds up the weighted terms; p(z_f), `decode` and q(z_f | x_1:T) are the ones S3VAE shares with
+DSVAE (`models.blocks.BidirectionalStaticVAE`).
 
 Frames are images (`frame_kind="image"`, conv trunks) or feature vectors (`"vector"`, e.g. log mel
 spectra, MLPs); the rest of the model is the same.
@@ -31,12 +36,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.blocks import (
+    BidirectionalStaticVAE,
     Gaussian,
     GaussianHead,
     LSTMPrior,
-    bidirectional_summary,
     elbo_terms,
-    frame_codec,
     hide_colors,
     mlp,
 )
@@ -57,7 +61,7 @@ class S3VAEConfig:
     pixel_sigma: float = math.sqrt(0.5)  # "gaussian" only: sigma^2 = 1/2 is S3VAE's summed squared error
     kl_static_weight: float = 1.0  # beta of KL(q(z_f | x) || p(z_f)); 1 is Eq. 5
     kl_dynamic_weight: float = 1.0  # beta of the sum over t of KL(q(z_t | x_<=t) || p(z_t | z_<t))
-    swap_weight: float = 0.0  # latent-swap consistency, beyond the paper (`loss`)
+    swap_weight: float = 0.0  # latent-swap consistency, beyond the paper (`swap_consistency`)
     color_blind_dynamics: bool = False  # beyond the paper: q(z_t) reads clips without colour in training
     # q(z_t | x_<=t) from a causal LSTM (the paper), or q(z_t | x_t) from frame t alone ("frame", DSVAE's
     # factorised q), beyond the paper
@@ -139,23 +143,78 @@ def mutual_information(
     return (log_joint - log_static - log_dynamic).mean(dim=-1).sum()
 
 
-class S3VAE(nn.Module):
+def static_consistency(encode_static, out: S3VAEOutput, margin: float) -> Tensor:
+    """L_SCC (Eq. 6), a triplet loss on the means of q(z_f): the anchor is the clip, the positive the same
+    clip shuffled in time, the negative another clip of the batch. `encode_static` maps frame features
+    (B, T, D_h) to q(z_f)."""
+    T = out.features.shape[1]
+    # The shuffled clip's frame features are a permutation of the anchor's: no second conv pass.
+    shuffled = out.features[:, torch.randperm(T, device=out.features.device)]
+    positive = encode_static(shuffled).mean  # (B, D_f)
+    negative = out.static.mean.roll(1, dims=0)  # (B, D_f): another clip of the batch
+    return F.triplet_margin_loss(out.static.mean, positive, negative, margin=margin)
+
+
+def dfp_labels(targets: dict[str, Tensor], c: S3VAEConfig, B: int, T: int, device) -> Tensor:
+    """L_DFP's per-frame binary targets: top-k flow cells one-hot (B, T, G*G), or silence (B, T, 1)."""
+    if c.dfp_target == "silence":
+        return targets["silence"].float()[..., None]
+    cells = targets["flow_topk"].long()  # (B, T, k)
+    return torch.zeros(B, T, c.dfp_classes, device=device).scatter_(-1, cells, 1.0)
+
+
+def dynamic_factor_prediction(head: nn.Module, out: S3VAEOutput, hot: Tensor) -> Tensor:
+    """L_DFP: the summed binary cross-entropy of `head` on each z_t against the frame's targets `hot`
+    (`dfp_labels`), per clip."""
+    logits = head(out.dynamic_sample).float()  # (B, T, G*G) or (B, T, 1)
+    return F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / out.dynamic_sample.shape[0]
+
+
+def supervised_loss(
+    out: S3VAEOutput,
+    targets: dict[str, Tensor],
+    static_heads: nn.ModuleDict,
+    dynamic_heads: nn.ModuleDict,
+    regression_heads: nn.ModuleDict,
+) -> Tensor:
+    """The ground-truth ablation (`baseline_sv`), per clip: cross-entropy of the static factors' heads on z_f
+    and, on every z_t, of the dynamic factors' heads and the squared error of the regressed states."""
+    B, T = out.dynamic_sample.shape[:2]
+    supervised = sum(
+        F.cross_entropy(head(out.static_sample).float(), targets[name]) for name, head in static_heads.items()
+    )
+    for name, head in dynamic_heads.items():
+        logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
+        per_frame = targets[name].repeat_interleave(T, dim=0)  # (B*T,) classes or (B*T, classes)
+        supervised = supervised + T * F.cross_entropy(logits.flatten(0, 1), per_frame)
+    for name, head in regression_heads.items():
+        predicted = head(out.dynamic_sample).float()  # (B, T, size)
+        supervised = supervised + F.mse_loss(predicted, targets[name].reshape(B, T, -1), reduction="sum") / B
+    return supervised
+
+
+def swap_consistency(model: S3VAE, out: S3VAEOutput) -> Tensor:
+    """Latent-swap consistency, beyond the paper: decode z_f of clip b with z_1:T of clip b-1 and encode the
+    result again; its posterior means must be the sources' (fixed targets). A decoder that draws a factor
+    from the wrong latent fails it. Summed squared error per clip."""
+    B = out.dynamic_sample.shape[0]
+    partner = out.dynamic_sample.roll(1, dims=0)  # (B, T, D_z)
+    q_static, q_dynamic = model.encode(model.decode(out.static_sample, partner))
+    static_error = (q_static.mean - out.static.mean.detach()) ** 2  # (B, D_f)
+    dynamic_error = (q_dynamic.mean - out.dynamic.mean.detach().roll(1, dims=0)) ** 2  # (B, T, D_z)
+    return (static_error.sum() + dynamic_error.sum()) / B
+
+
+def label_heads(in_dim: int, hidden_dim: int, outputs: dict[str, int]) -> nn.ModuleDict:
+    """One `mlp` head per label, from its number of classes or the size of its regressed state."""
+    return nn.ModuleDict({name: mlp(in_dim, hidden_dim, n) for name, n in outputs.items()})
+
+
+class S3VAE(BidirectionalStaticVAE):
     def __init__(self, config: S3VAEConfig):
-        super().__init__()
+        super().__init__(config, frame_latent_dim=config.dynamic_dim)
         c = config
-        self.config = c
-        self.frame_encoder, self.decoder = frame_codec(
-            c.frame_kind,
-            latent_dim=c.static_dim + c.dynamic_dim,
-            frame_dim=c.frame_dim,
-            in_channels=c.in_channels,
-            image_size=c.image_size,
-            conv_channels=c.conv_channels,
-            feature_dim=c.feature_dim,
-        )
-        # z_f sees the whole clip in both directions; z_t only the past (causal).
-        self.static_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True, bidirectional=True)
-        self.static_head = GaussianHead(2 * c.hidden_dim, c.static_dim)
+        # z_t sees only the past (causal), where z_f sees the whole clip in both directions.
         if c.dynamic_encoder == "causal":
             self.dynamic_lstm = nn.LSTM(c.frame_dim, c.hidden_dim, batch_first=True)
             self.dynamic_head = GaussianHead(c.hidden_dim, c.dynamic_dim)
@@ -168,28 +227,18 @@ class S3VAE(nn.Module):
             )
         self.prior = LSTMPrior(c.dynamic_dim, c.hidden_dim)
         self.dfp_head = mlp(c.dynamic_dim, c.hidden_dim, c.dfp_classes) if c.dfp_weight > 0 else None
-        use_labels = c.supervised_weight > 0
-        self.static_label_heads = nn.ModuleDict(
-            {name: mlp(c.static_dim, c.hidden_dim, n) for name, n in c.static_classes.items()}
-            if use_labels
-            else {}
+        labelled = c.supervised_weight > 0  # the ground-truth ablation's heads, none without its weight
+        self.static_label_heads = label_heads(
+            c.static_dim, c.hidden_dim, c.static_classes if labelled else {}
         )
-        self.dynamic_label_heads = nn.ModuleDict(
-            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_classes.items()}
-            if use_labels
-            else {}
+        self.dynamic_label_heads = label_heads(
+            c.dynamic_dim, c.hidden_dim, c.dynamic_classes if labelled else {}
         )
-        self.dynamic_regression_heads = nn.ModuleDict(
-            {name: mlp(c.dynamic_dim, c.hidden_dim, n) for name, n in c.dynamic_regression.items()}
-            if use_labels
-            else {}
+        self.dynamic_regression_heads = label_heads(
+            c.dynamic_dim, c.hidden_dim, c.dynamic_regression if labelled else {}
         )
 
-    # --- inference network -------------------------------------------------------------------------
-    def encode_static(self, features: Tensor) -> Gaussian:
-        out, _ = self.static_lstm(features)  # (B, T, 2H)
-        return self.static_head(bidirectional_summary(out))
-
+    # --- inference network (encode_static: BidirectionalStaticVAE) ---------------------------------
     def encode_dynamic(self, features: Tensor) -> Gaussian:
         if self.dynamic_lstm is None:
             return self.dynamic_head(features)  # q(z_t | x_t), (B, T, D_z)
@@ -200,15 +249,7 @@ class S3VAE(nn.Module):
         features = self.frame_encoder(x)  # (B, T, D_h)
         return self.encode_static(features), self.encode_dynamic(features)
 
-    # --- generative network ------------------------------------------------------------------------
-    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
-        B, T, _ = dynamic.shape
-        latent = torch.cat([static[:, None].expand(B, T, -1), dynamic], dim=-1)  # (B, T, D_f + D_z)
-        return self.decoder(latent.to(dynamic.dtype))  # (B, T, C, H, W)
-
-    def sample_static(self, batch: int, like: Tensor) -> Tensor:
-        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
-
+    # --- generative network (decode, sample_static: StaticDynamicVAE) ------------------------------
     def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
         """z_1:T from the learned prior (B, T, D_z); `static` is unused (p(z) does not depend on z_f), and
         taken so every family samples through one call."""
@@ -235,13 +276,6 @@ class S3VAE(nn.Module):
         )
 
     # --- objective ---------------------------------------------------------------------------------
-    def dfp_labels(self, targets: dict[str, Tensor], B: int, T: int, device) -> Tensor:
-        """L_DFP's per-frame binary targets: top-k flow cells one-hot (B, T, G*G), or silence (B, T, 1)."""
-        if self.config.dfp_target == "silence":
-            return targets["silence"].float()[..., None]
-        cells = targets["flow_topk"].long()  # (B, T, k)
-        return torch.zeros(B, T, self.config.dfp_classes, device=device).scatter_(-1, cells, 1.0)
-
     def loss(
         self,
         x: Tensor,
@@ -262,53 +296,27 @@ class S3VAE(nn.Module):
         terms = elbo_terms(x, out, c.likelihood, c.pixel_sigma)
         kl = c.kl_static_weight * terms["kl_static"] + c.kl_dynamic_weight * terms["kl_dynamic"]
         total = terms["recon"] + kl
-
+        # Each term joins the total where it is computed: another order of building the graph can change the
+        # gradients' last bits.
         if c.swap_weight > 0:
-            # Decode z_f of clip b with z_1:T of clip b-1, encode the result again: its posterior means must
-            # be the sources' (fixed targets). A decoder that draws a factor from the wrong latent fails it.
-            partner = out.dynamic_sample.roll(1, dims=0)  # (B, T, D_z)
-            q_static, q_dynamic = self.encode(self.decode(out.static_sample, partner))
-            static_error = (q_static.mean - out.static.mean.detach()) ** 2  # (B, D_f)
-            dynamic_error = (q_dynamic.mean - out.dynamic.mean.detach().roll(1, dims=0)) ** 2  # (B, T, D_z)
-            terms["swap"] = (static_error.sum() + dynamic_error.sum()) / B
+            terms["swap"] = swap_consistency(self, out)
             total = total + c.swap_weight * terms["swap"]
-
         if c.scc_weight > 0:
-            # The shuffled clip's frame features are a permutation of the anchor's: no second conv pass.
-            shuffled = out.features[:, torch.randperm(T, device=x.device)]
-            positive = self.encode_static(shuffled).mean  # (B, D_f)
-            negative = out.static.mean.roll(1, dims=0)  # (B, D_f): another clip of the batch
-            terms["scc"] = F.triplet_margin_loss(out.static.mean, positive, negative, margin=c.scc_margin)
+            terms["scc"] = static_consistency(self.encode_static, out, c.scc_margin)
             total = total + c.scc_weight * terms["scc"]
-
         if c.dfp_weight > 0:
-            hot = self.dfp_labels(targets, B, T, x.device)  # (B, T, G*G) or (B, T, 1)
-            logits = self.dfp_head(out.dynamic_sample).float()  # (B, T, G*G) or (B, T, 1)
-            terms["dfp"] = F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / B
+            hot = dfp_labels(targets, c, B, T, x.device)  # (B, T, G*G) or (B, T, 1)
+            terms["dfp"] = dynamic_factor_prediction(self.dfp_head, out, hot)
             total = total + c.dfp_weight * terms["dfp"]
-
         if c.mi_weight > 0:
             terms["mi"] = mutual_information(
                 out.static, out.static_sample, out.dynamic, out.dynamic_sample, dataset_size, c.mi_estimator
             )
             total = total + c.mi_weight * terms["mi"]
-
         if c.supervised_weight > 0:
-            supervised = sum(
-                F.cross_entropy(head(out.static_sample).float(), targets[name])
-                for name, head in self.static_label_heads.items()
+            terms["supervised"] = supervised_loss(
+                out, targets, self.static_label_heads, self.dynamic_label_heads, self.dynamic_regression_heads
             )
-            for name, head in self.dynamic_label_heads.items():
-                logits = head(out.dynamic_sample).float()  # (B, T, classes): every z_t predicts the label
-                per_frame = targets[name].repeat_interleave(T, dim=0)  # (B*T,) classes or (B*T, classes)
-                supervised = supervised + T * F.cross_entropy(logits.flatten(0, 1), per_frame)
-            for name, head in self.dynamic_regression_heads.items():
-                predicted = head(out.dynamic_sample).float()  # (B, T, size)
-                supervised = (
-                    supervised + F.mse_loss(predicted, targets[name].reshape(B, T, -1), reduction="sum") / B
-                )
-            terms["supervised"] = supervised
-            total = total + c.supervised_weight * supervised
-
+            total = total + c.supervised_weight * terms["supervised"]
         terms["loss"] = total
         return terms

@@ -31,6 +31,7 @@ from models.blocks import (
     FrameEncoder,
     Gaussian,
     GaussianHead,
+    StaticDynamicVAE,
     conv_trunk,
     elbo_terms,
     final_side,
@@ -101,7 +102,7 @@ class SetEncoder(nn.Module):
         return self.head(self.dense(s.flatten(1)))  # (B, D_f)
 
 
-class Unordered(nn.Module):
+class Unordered(StaticDynamicVAE):
     def __init__(self, config: UnorderedConfig):
         super().__init__()
         c = config
@@ -133,15 +134,7 @@ class Unordered(nn.Module):
         static = self.encode_static(x)
         return static, self.encode_dynamic(self.frame_encoder(x), static.mean)
 
-    # --- generative network ------------------------------------------------------------------------
-    def decode(self, static: Tensor, dynamic: Tensor) -> Tensor:
-        B, T, _ = dynamic.shape
-        latent = torch.cat([static[:, None].expand(B, T, -1), dynamic], dim=-1)  # (B, T, D_f + D_z)
-        return self.decoder(latent.to(dynamic.dtype))  # (B, T, C, H, W)
-
-    def sample_static(self, batch: int, like: Tensor) -> Tensor:
-        return torch.randn(batch, self.config.static_dim, device=like.device, dtype=like.dtype)  # (B, D_f)
-
+    # --- generative network (decode, sample_static: StaticDynamicVAE) ------------------------------
     @torch.no_grad()
     def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
         """z_t ~ p(z_t | f) independently for `steps` frames: (B, T, D_z); f ~ p(f) unless given (B, D_f)."""

@@ -12,6 +12,7 @@ from conftest import call_with_config
 from test_training import SIZE, T, assert_same_weights, epoch_of, tiny_config, write_tiny_data
 
 import models
+from models.interface import SequentialAutoencoder, SequentialVAE
 from pipeline.data.clips import load_clips
 from pipeline.evaluate import table1 as evaluate
 from pipeline.evaluate.table1 import evaluate_model
@@ -82,6 +83,16 @@ def test_each_family_builds_its_config_from_the_shared_model_section(tiny_data, 
 def test_only_s3vae_trains_on_flow_labels():
     assert [name for name, family in FAMILIES.items() if "flow" in family.labels] == ["s3vae"]
     assert [name for name, family in FAMILIES.items() if family.trainer == "adversarial"] == ["mocogan"]
+
+
+@pytest.mark.parametrize("family", [models.S3VAE, models.DSVAE, models.Unordered])
+def test_every_vae_family_with_priors_offers_the_sequential_vae_interface(family):
+    assert issubclass(family, SequentialVAE)
+
+
+def test_fhvae_offers_the_autoencoder_interface_without_samplers():
+    assert issubclass(models.FHVAE, SequentialAutoencoder)
+    assert not issubclass(models.FHVAE, SequentialVAE)
 
 
 @pytest.mark.parametrize("method", ["dsvae", "unordered", "mocogan"])

@@ -191,6 +191,39 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def _checkpoint(state: dict, epochs_done: int, steps_per_epoch: int, fingerprint: str) -> dict:
+    """What checkpoint.pt holds after `epochs_done` epochs: the state_dict of every part of `state`, the
+    epoch, the optimiser step and the run config's fingerprint (`_resume` resumes only the same config)."""
+    return {
+        **{name: part.state_dict() for name, part in state.items()},
+        "epoch": epochs_done,
+        "step": epochs_done * steps_per_epoch,
+        "config": fingerprint,
+    }
+
+
+def _resume(run_dir: Path, fingerprint: str, state: dict, device: str) -> int:
+    """The epochs already done: those of `run_dir/checkpoint.pt` when it was made with this config (its parts
+    are loaded into `state`), else 0, with a checkpoint of another config and any old metrics removed."""
+    checkpoint_path = run_dir / "checkpoint.pt"
+    start_epoch = 0
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if saved["config"] == fingerprint:
+            for name, part in state.items():
+                part.load_state_dict(saved[name])
+            start_epoch = saved["epoch"]
+            logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
+            _drop_rows_after(run_dir / "metrics.csv", start_epoch)
+        else:
+            logger.warning("%s was made with another config: starting afresh", checkpoint_path)
+            checkpoint_path.unlink()
+            (run_dir / "metrics.csv").unlink(missing_ok=True)
+    if start_epoch == 0:
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+    return start_epoch
+
+
 def run_epochs(
     *,
     run_dir: str | os.PathLike,
@@ -214,21 +247,7 @@ def run_epochs(
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = json.dumps(run_config, sort_keys=True)
     checkpoint_path = run_dir / "checkpoint.pt"
-    start_epoch = 0
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=s.device, weights_only=False)
-        if saved["config"] == fingerprint:
-            for name, part in state.items():
-                part.load_state_dict(saved[name])
-            start_epoch = saved["epoch"]
-            logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
-            _drop_rows_after(run_dir / "metrics.csv", start_epoch)
-        else:
-            logger.warning("%s was made with another config: starting afresh", checkpoint_path)
-            checkpoint_path.unlink()
-            (run_dir / "metrics.csv").unlink(missing_ok=True)
-    if start_epoch == 0:
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
+    start_epoch = _resume(run_dir, fingerprint, state, s.device)
     (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
 
     log = MetricsLog(run_dir)
@@ -254,15 +273,7 @@ def run_epochs(
             test_terms["loss"],
             steps_per_epoch * s.batch_size / train_seconds,
         )
-        _save_checkpoint(
-            checkpoint_path,
-            {
-                **{name: part.state_dict() for name, part in state.items()},
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * steps_per_epoch,
-                "config": fingerprint,
-            },
-        )
+        _save_checkpoint(checkpoint_path, _checkpoint(state, epoch + 1, steps_per_epoch, fingerprint))
         if after_epoch is not None:
             after_epoch(epoch + 1)
     log.tensorboard.close()
