@@ -1,6 +1,7 @@
 """Torch modules only: one file per model family, shared blocks in `blocks.py`.
 
-Which families exist, how their configs are derived and how they are trained: pipeline/train/families.py.
+These modules know nothing of the workflow: which families it trains, how their configs are derived from
+a dataset and how they are trained is the workflow's business (the family registry, README: code map).
 """
 
 from models.dsvae import DSVAE, DSVAEConfig

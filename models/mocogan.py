@@ -5,8 +5,6 @@ driven by fresh noise eps_t ~ N(0, I) (section 3.1), and a DCGAN-style frame gen
 frame t from [z_C, z_M(t)]. Two discriminators (section 3.2): D_I scores single frames drawn from the clips,
 D_V (3D convolutions) scores whole clips. Both GAN objectives are the non-saturating ones.
 
-How Table 1 scores it without an encoder: pipeline/evaluate/sampled.py.
-
 Shapes: B batch, T time, C, H, W frame, D_c content code, D_m motion code, D_e motion noise.
 """
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from pipeline.train.families import FAMILIES, variant_family
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PRESETS = ROOT / "workflow" / "presets"
@@ -119,6 +121,12 @@ def validate(config: Mapping, source: str = "config") -> None:
             + "\nFix the key or value (each property of the schema has a description)."
         )
     variants = config["variants"]
+    unknown = {m: variant_family(v) for m, v in variants.items() if variant_family(v) not in FAMILIES}
+    if unknown:
+        raise ConfigError(
+            f"{source}: variants {unknown} name no registered family: use one of {sorted(FAMILIES)}, or "
+            "register yours in pipeline/train/families.py"
+        )
     for key in ("methods", "dsvae_table1_methods", "dynamics_methods"):
         unknown = [m for m in config[key] if m not in variants]
         if unknown:

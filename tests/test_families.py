@@ -1,8 +1,13 @@
 """Every model family through the training and scoring stages: config builders, train_model, the GAN loop
-(resume included) and evaluate_model / plot_figures for a model without encoder."""
+(resume included) and evaluate_model / plot_figures for a model without encoder.
+
+Adding a model family touches three files: its module in models/, its entry in the registry
+(pipeline/train/families.py) and its variants in config.yaml. At the end of this file a throwaway family,
+written here and registered for one test, goes through every stage a table row does."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,16 +15,20 @@ import pytest
 import torch
 from conftest import call_with_config
 from test_training import SIZE, T, assert_same_weights, epoch_of, tiny_config, write_tiny_data
+from torch import Tensor
 
 import models
+from models.blocks import GaussianHead, StaticDynamicVAE, frame_codec, pixel_nll
 from models.interface import SequentialAutoencoder, SequentialVAE
+from pipeline.config import ConfigError, validate
 from pipeline.data.clips import load_clips
 from pipeline.evaluate import table1 as evaluate
 from pipeline.evaluate.table1 import evaluate_model
 from pipeline.report.figures import plot_figures, plot_latent_space
+from pipeline.train import families
 from pipeline.train import loop as training
 from pipeline.train.checkpoint import load_model
-from pipeline.train.families import FAMILIES, ModelInputs, variant_family, variant_settings
+from pipeline.train.families import FAMILIES, Family, ModelInputs, variant_family, variant_settings
 from pipeline.train.judge import train_judge
 from pipeline.train.model import train_model
 
@@ -220,3 +229,101 @@ def test_latent_space_figures_are_the_unordered_models(tiny_data, tmp_path):
         call_with_config(
             plot_latent_space, config, model=str(tmp_path / "d.pt"), dataset=data, method="d", **outputs
         )
+
+
+# --- file 1 of 3, models/framemean.py: the torch module -------------------------------------------------
+@dataclass(frozen=True)
+class FrameMeanConfig:
+    in_channels: int
+    image_size: int
+    conv_channels: tuple[int, ...]
+    frame_dim: int
+    static_dim: int
+    dynamic_dim: int
+
+
+class FrameMeanVAE(StaticDynamicVAE):
+    """z_f from the mean of the frame features, z_t from frame t alone, N(0, I) priors for both."""
+
+    def __init__(self, config: FrameMeanConfig):
+        super().__init__()
+        c = self.config = config
+        self.frame_encoder, self.decoder = frame_codec(
+            "image",
+            latent_dim=c.static_dim + c.dynamic_dim,
+            frame_dim=c.frame_dim,
+            in_channels=c.in_channels,
+            image_size=c.image_size,
+            conv_channels=c.conv_channels,
+        )
+        self.static_head = GaussianHead(c.frame_dim, c.static_dim)
+        self.dynamic_head = GaussianHead(c.frame_dim, c.dynamic_dim)
+
+    def encode(self, x: Tensor):
+        features = self.frame_encoder(x)  # (B, T, D_h)
+        return self.static_head(features.mean(dim=1)), self.dynamic_head(features)
+
+    def sample_dynamic(self, batch: int, steps: int, like: Tensor, static: Tensor | None = None) -> Tensor:
+        return torch.randn(batch, steps, self.config.dynamic_dim, device=like.device, dtype=like.dtype)
+
+    def forward(self, x: Tensor):
+        q_static, q_dynamic = self.encode(x)
+        return q_static, q_dynamic, self.decode(q_static.rsample(), q_dynamic.rsample())
+
+    def loss(self, x: Tensor, out, targets: dict[str, Tensor], *, dataset_size: int) -> dict[str, Tensor]:
+        q_static, q_dynamic, recon = out
+        kl = sum(q.kl(q.standard_like(q.mean)).flatten(1).sum(1).mean() for q in (q_static, q_dynamic))
+        terms = {"nll": pixel_nll(recon, x, "gaussian"), "kl": kl}
+        terms["loss"] = terms["nll"] + terms["kl"]
+        return terms
+
+
+# --- file 2 of 3, pipeline/train/families.py: its registry entry ---------------------------------------
+def framemean_config(inputs: ModelInputs) -> dict:
+    part = inputs.architecture
+    _, H, _, C = (int(v) for v in inputs.attrs["frame_shape"])
+    sizes = {k: part[k] for k in ("frame_dim", "static_dim", "dynamic_dim")}
+    return {"in_channels": C, "image_size": H, "conv_channels": tuple(part["conv_channels"]), **sizes}
+
+
+FRAMEMEAN = Family(f"{__name__}:FrameMeanVAE", f"{__name__}:FrameMeanConfig", framemean_config)
+
+
+# --- file 3 of 3, config.yaml: a variant of it (variants: {framemean: {family: framemean}}) -------------
+@pytest.fixture
+def registered(monkeypatch) -> dict:
+    monkeypatch.setitem(families.FAMILIES, "framemean", FRAMEMEAN)
+    monkeypatch.setitem(evaluate.PROTOCOLS, "tiny", evaluate.Protocol(evaluate.DIRECTIONS, "action"))
+    config = family_config(epochs=1)
+    config["variants"]["framemean"] = {"family": "framemean"}
+    config["methods"] = [*config["methods"], "framemean"]
+    return config
+
+
+def test_a_registered_family_is_validated_trained_scored_and_drawn(
+    registered, tiny_data, judge_file, tmp_path
+):
+    validate(registered)
+    model = tmp_path / "model.pt"
+    data = str(tiny_data[0])
+    call_with_config(
+        train_model, registered, dataset=data, output=str(model), variant={"family": "framemean"}
+    )
+    net = load_model(model)
+    assert isinstance(net, FrameMeanVAE) and isinstance(net, SequentialVAE)
+    scores = tmp_path / "metrics.csv"
+    call_with_config(
+        evaluate_model, registered, model=str(model), judge=str(judge_file), dataset=data, output=str(scores),
+        method="framemean",
+    )  # fmt: skip
+    assert {"Acc", "IS", "Acc/fixed_dynamics"} <= set(pd.read_csv(scores)["metric"])
+    figures = {"swap": str(tmp_path / "swap.png"), "generation": str(tmp_path / "gen.png")}
+    call_with_config(plot_figures, registered, model=str(model), dataset=data, method="framemean", **figures)
+    assert all(Path(f).stat().st_size > 0 for f in figures.values())
+
+
+def test_an_unregistered_family_is_refused_with_the_registry_named():
+    config = family_config()
+    config["variants"]["framemean"] = {"family": "framemean"}
+    with pytest.raises(ConfigError, match="pipeline/train/families.py"):
+        validate(config)

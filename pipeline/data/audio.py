@@ -219,22 +219,14 @@ CORPORA = {"fsdd": fsdd_utterances, "timit": timit_utterances}
 
 
 # --- the stage -----------------------------------------------------------------------------------
-def build_audio(
-    *,
-    dataset: str,
-    root: str | os.PathLike,
-    output: str | os.PathLike,
-    features: dict | FeatureSettings = FromConfig("audio.features"),
-) -> None:
-    """Read corpus `dataset` ("fsdd" or "timit") from `root`; write its feature segments to `output`."""
-    if dataset not in CORPORA:
-        raise ValueError(f"unknown audio dataset '{dataset}': use one of {sorted(CORPORA)}")
-    settings = features if isinstance(features, FeatureSettings) else FeatureSettings(**features)
+def segment_corpus(utterances, settings: FeatureSettings):
+    """Feature and RMS segments of every utterance long enough for one segment, per split, with its
+    utterance number and labels: (parts, utterance names, sample rates seen, utterances dropped)."""
     parts: dict[str, dict[str, list]] = {}
     names: list[str] = []
     dropped = 0
     rates = set()
-    for utt in CORPORA[dataset](root):
+    for utt in utterances:
         rates.add(utt.sample_rate)
         feats = cut_segments(frame_features(utt.samples, utt.sample_rate, settings), settings)
         if len(feats) == 0:
@@ -247,6 +239,21 @@ def build_audio(
         part["utterance"].append(np.full(len(feats), len(names)))
         part["labels"].append({"speaker": utt.speaker, **utt.static})
         names.append(utt.name)
+    return parts, names, rates, dropped
+
+
+def build_audio(
+    *,
+    dataset: str,
+    root: str | os.PathLike,
+    output: str | os.PathLike,
+    features: dict | FeatureSettings = FromConfig("audio.features"),
+) -> None:
+    """Read corpus `dataset` ("fsdd" or "timit") from `root`; write its feature segments to `output`."""
+    if dataset not in CORPORA:
+        raise ValueError(f"unknown audio dataset '{dataset}': use one of {sorted(CORPORA)}")
+    settings = features if isinstance(features, FeatureSettings) else FeatureSettings(**features)
+    parts, names, rates, dropped = segment_corpus(CORPORA[dataset](root), settings)
     if len(rates) != 1:
         raise ValueError(f"{root}: recordings differ in sample rate ({sorted(rates)}); resample them to one")
     if "train" not in parts or "test" not in parts:

@@ -222,6 +222,24 @@ def _render_characters(
         yield int(character), _over(_over(partial[-1][1], hair), shoes)
 
 
+def load_paints(sheets_dir: Path):
+    """Every attribute variant's layer and the shoes, read from the sheets and painted for compositing.
+
+    The sheets were verified when fetched; they are checked again before reading, as they may have changed.
+    """
+    sheets = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(
+        SHOES.files
+    )
+    for file in sheets:
+        _sheet_path(sheets_dir, file)
+    verify_files(sheets_dir / "SHA256SUMS", sheets)
+    paints = {
+        name: [_paint(load_layer(sheets_dir=sheets_dir, files=v.files)) for v in variants]
+        for name, variants in ATTRIBUTES.items()
+    }
+    return paints, _paint(load_layer(sheets_dir=sheets_dir, files=SHOES.files))
+
+
 def build_sprites(
     *,
     sheets_dir: Path | str,
@@ -244,19 +262,7 @@ def build_sprites(
         if not 1 <= count <= len(available):
             raise ValueError(f"{name}_characters={count}: must be between 1 and {len(available)}")
     kept = {"train": train[:train_characters], "test": test[:test_characters]}
-    # The sheets were verified when fetched; check them again before reading, as they may have changed.
-    sheets = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(
-        SHOES.files
-    )
-    for file in sheets:
-        _sheet_path(sheets_dir, file)
-    verify_files(sheets_dir / "SHA256SUMS", sheets)
-
-    paints = {
-        name: [_paint(load_layer(sheets_dir=sheets_dir, files=v.files)) for v in variants]
-        for name, variants in ATTRIBUTES.items()
-    }
-    shoes = _paint(load_layer(sheets_dir=sheets_dir, files=SHOES.files))
+    paints, shoes = load_paints(sheets_dir)
 
     n_classes = len(ACTION_CLASSES)
     frames = {

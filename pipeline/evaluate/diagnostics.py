@@ -155,14 +155,12 @@ def diagnose_model(
 ) -> None:
     """Write the ceiling, swap, probe and loss diagnostics (module doc) of one trained model."""
     device = resolve_device(device)
-    part = evaluate
-    bf16 = resolve_bf16(bf16, device)
     dataset_name = str(read_attrs(dataset)["name"])
-    test = load_clips(dataset, "test", limit=part["max_sequences"])
-    train = load_clips(dataset, "train", limit=part["probe_sequences"])
+    test = load_clips(dataset, "test", limit=evaluate["max_sequences"])
+    train = load_clips(dataset, "train", limit=evaluate["probe_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
     dataset_heads = judge_heads(test.factors)
-    batches = {"batch_size": part["batch_size"], "device": device, "bf16": bf16}
+    batches = {"batch_size": evaluate["batch_size"], "device": device, "bf16": resolve_bf16(bf16, device)}
     test_means = posterior_means(net, test, **batches)
     rows = []
 
