@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import soundfile
@@ -97,8 +98,12 @@ def test_a_truncated_label_file_names_the_label_rule(tmp_path: Path):
 def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path: Path):
     data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
     intact = h5io.read_split(data, "train").frames
-    assert np.unique(intact).size > 2  # real pixels, so the compressed chunks fill most of the file
-    flip(data, data.stat().st_size // 2)  # 4 KB inside the frame chunks
+    assert np.unique(intact).size > 2  # real pixels, so the compressed chunks are not empty
+    # The chunks fill only part of a file this small, and where the metadata lies moves with every
+    # attribute written: flip the bytes of the first clip's chunk itself.
+    with h5py.File(data, "r") as f:
+        chunk = f["train/frames"].id.get_chunk_info(0)
+    flip(data, chunk.byte_offset, chunk.size)
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
     with pytest.raises(h5io.DamagedFileError) as err:
         label_flow(dataset=data, output=labels, grid=4, topk=2)
@@ -113,6 +118,30 @@ def test_a_missing_split_is_not_called_damage(tmp_path: Path):
     with pytest.raises(KeyError, match="has no split 'val'") as err:
         h5io.read_split(data, "val")
     assert not isinstance(err.value, h5io.DamagedFileError)
+
+
+def test_a_protocol_must_name_known_directions_and_one_of_the_heads(tmp_path: Path):
+    with pytest.raises(ValueError, match="must be one or more of"):
+        h5io.Protocol(("fixed_motion",), "motion", "Moving dSprites")
+    with pytest.raises(ValueError, match="must be one or more of"):
+        h5io.Protocol((), "motion", "Moving dSprites")
+    output = tmp_path / "tiny.h5"
+    split = {
+        "frames": np.zeros((1, 2, 4, 4, 1), np.uint8),
+        "sequence_id": [0],
+        "digit_a": [0],
+        "digit_b": [1],
+    }
+    factors = [h5io.Factor(f"digit_{k}", "static", ("0", "1"), group="digits") for k in "ab"]
+    with pytest.raises(ValueError, match="score head 'digit_a' is none of the heads"):
+        h5io.write_dataset(
+            output,
+            name="tiny",
+            factors=factors,
+            splits={"train": split},
+            protocol=h5io.Protocol(("fixed_static",), "digit_a", "tiny"),  # its head is the group, digits
+        )
+    assert_nothing_written(output)
 
 
 def fake_sheets(folder: Path) -> Path:

@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 
 from pipeline.data.download import DownloadError, fetch_source, sha256_file
-from pipeline.data.smmnist import MovingDigitsSpec, build_smmnist, load_mnist, move_digits, read_idx, render
+from pipeline.data.h5io import read_protocol
+from pipeline.data.smmnist import (
+    PROTOCOL,
+    MovingDigitsSpec,
+    build_smmnist,
+    load_mnist,
+    move_digits,
+    read_idx,
+    render,
+)
 
 SPEC = MovingDigitsSpec()
 LIMIT = SPEC.image_size - SPEC.digit_size
@@ -155,7 +164,15 @@ def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
         assert f["train/trajectories/position"].shape == (6, 15, 2, 2)
         assert f["test/trajectories/velocity"].shape == (4, 15, 2, 2)
         assert f["train/frames"][:].max() == 255  # digits drawn
+        # S3VAE scores SMMNIST with z_f kept only, its IS on the order-free digit pair
+        protocol = {
+            "directions": ["fixed_static"],
+            "score_head": "digits",
+            "title": "Stochastic moving MNIST",
+        }
+        assert json.loads(f.attrs["protocol"]) == protocol
         first = f["train/frames"][:]
+    assert read_protocol(output) == PROTOCOL
     build_smmnist(mnist_dir=mnist, output=output, train_sequences=6, test_sequences=4, seed=1)
     with h5py.File(output, "r") as f:
         np.testing.assert_array_equal(f["train/frames"][:], first)
