@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.report.tables import TABLE_COLUMNS
+from pipeline.evaluate.columns import TABLE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")

@@ -34,14 +34,13 @@ from pipeline.config import resolve_bf16, resolve_device
 from pipeline.data.clips import load_clips
 from pipeline.data.h5io import atomic_path, read_attrs
 from pipeline.evaluate import heads, metrics
+from pipeline.evaluate.columns import HEADLINE, METRIC_COLUMNS
 from pipeline.train.loop import autocast
 from pipeline.train.stages import load_model
 
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("fixed_dynamics", "fixed_static")
-COLUMNS = ["dataset", "method", "seed", "metric", "value", "std", "n"]  # std: over the repeats
-HEADLINE = ("Acc", "IS", "H(y|x)", "H(y)")
 _KEPT_KIND = {"fixed_dynamics": "dynamic", "fixed_static": "static"}
 
 
@@ -192,7 +191,7 @@ def evaluate_model(
     *, model: str, judge: str, dataset: str, output: str, config: dict, method: str, seed: int = 0
 ) -> None:
     """Score `model` (training seed `seed`) with `judge` on the test split of `dataset`; write tidy rows
-    (COLUMNS) to `output`."""
+    (METRIC_COLUMNS) to `output`."""
     device = resolve_device(config["device"])
     part = config["evaluate"]
     data = load_clips(dataset, "test", limit=part["max_sequences"])
@@ -215,7 +214,7 @@ def evaluate_model(
         for name, (mean, std) in metrics.mean_std(runs).items()
     ]
     with atomic_path(output) as tmp:
-        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import logging
 import pandas as pd
 
 from pipeline.data.h5io import atomic_path
-from pipeline.evaluate.table1 import HEADLINE, protocol_of
-from pipeline.evaluate.verification import COLUMNS as VERIFICATION_COLUMNS
+from pipeline.evaluate.columns import HEADLINE, TABLE_COLUMNS, VERIFICATION_COLUMNS
+from pipeline.evaluate.table1 import protocol_of
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,6 @@ TITLES = {
     "table1": "Table 1 (S3VAE): generation scored by the judge",
     "dsprites": "Moving dSprites: generation scored by the judge",
 }
-TABLE_COLUMNS = ["dataset", "method", "metric", "value", "std", "seeds", "std_repeats", "n", "source"]
 
 
 def _cell(value: float, std: float) -> str:
