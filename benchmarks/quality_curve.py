@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import load  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
-from pipeline.evaluate.table1 import protocol_of, table1_runs  # noqa: E402
+from pipeline.evaluate.table1 import table1_runs  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
 from pipeline.train.stages import build_model, family_of, load_model, train_settings, vae_loss_fn  # noqa: E402
 
@@ -63,7 +63,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
     _, model = build_model(config, method, train_set, attrs)
     settings = dataclasses.replace(train_settings(config, config["train"], seed), epochs=max(epochs))
     judge = load_model(files["judge"], settings.device)
-    protocol = protocol_of(str(attrs["name"]))
+    protocol = h5io.read_protocol(files["dataset"])
     rows, started = [], time.perf_counter()
 
     def score(done: int) -> None:

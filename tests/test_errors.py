@@ -21,7 +21,9 @@ from pipeline.data.clips import load_clips
 from pipeline.data.download import DownloadError
 from pipeline.data.dsprites import build_dsprites
 from pipeline.data.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
+from pipeline.evaluate.table1 import evaluate_model
 from pipeline.labels.flow import label_flow
+from pipeline.report.tables import make_table
 
 SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(SHOES.files)
 
@@ -118,6 +120,28 @@ def test_a_missing_split_is_not_called_damage(tmp_path: Path):
     with pytest.raises(KeyError, match="has no split 'val'") as err:
         h5io.read_split(data, "val")
     assert not isinstance(err.value, h5io.DamagedFileError)
+
+
+def test_a_dataset_built_before_it_carried_its_protocol_names_the_file_and_how_to_rebuild_it(tmp_path: Path):
+    """Both stages read the protocol before anything else: the missing model and CSV files do not matter."""
+    data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
+    with h5py.File(data, "a") as f:
+        del f.attrs["protocol"]  # as build_dsprites wrote it before the protocol moved into the file
+    for read in (
+        lambda: h5io.read_protocol(data),
+        lambda: evaluate_model(
+            model="missing.pt", judge="missing.pt", dataset=str(data), output="m.csv", config={}, method="m"
+        ),
+        lambda: make_table(
+            datasets=[str(data)], metrics=[], judges=[], published="p", output_csv="t.csv", output_md="t.md"
+        ),
+    ):
+        with pytest.raises(h5io.LayoutError) as err:
+            read()
+        message = str(err.value)
+        assert str(data) in message and "carries no scoring protocol" in message
+        assert "--forcerun build_dsprites" in message
+        assert not isinstance(err.value, h5io.DamagedFileError)
 
 
 def test_a_protocol_must_name_known_directions_and_one_of_the_heads(tmp_path: Path):

@@ -12,7 +12,6 @@ from test_training import SIZE, T, assert_same_weights, epoch_of, tiny_config, w
 
 import models
 from pipeline.data.clips import load_clips
-from pipeline.evaluate import table1 as evaluate
 from pipeline.evaluate.table1 import evaluate_model
 from pipeline.report.figures import plot_figures, plot_latent_space
 from pipeline.train import loop as training
@@ -151,9 +150,8 @@ def judge_file(tiny_data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("method", ["mocogan", "unordered"])
-def test_evaluate_and_plot_every_family(tiny_data, judge_file, tmp_path, monkeypatch, method):
+def test_evaluate_and_plot_every_family(tiny_data, judge_file, tmp_path, method):
     """MoCoGAN has no encoder: it is scored through table1_probabilities and its figures use sampled codes."""
-    monkeypatch.setitem(evaluate.PROTOCOLS, "tiny", evaluate.Protocol(evaluate.DIRECTIONS, "action"))
     config = family_config(epochs=1)
     model = tmp_path / "model.pt"
     train_model(dataset=str(tiny_data[0]), output=str(model), config=config, method=method)

@@ -312,6 +312,7 @@ def test_smoke_run_end_to_end(tmp_path: Path):
         assert {"Acc/fixed_static/shape", "Acc/fixed_static/color", "Acc/fixed_static/scale"} <= metrics
     assert table["value"].notna().all()
     markdown = (work / "results" / "tables" / "dsprites.md").read_text()
+    assert markdown.startswith("# Moving dSprites: generation scored by the judge")  # from the file's title
     assert "linear probes of the posterior means" in markdown and "judge on reconstructions" in markdown
     diagnostics = work / "results" / "metrics" / "dsprites" / "full" / "seed0_diagnostics.csv"
     assert set(pd.read_csv(diagnostics)["diagnostic"]) == {"ceiling", "swap", "probe", "loss"}

@@ -56,6 +56,12 @@ def judge_accuracies_of_table(wildcards):
     )
 
 
+def datasets_of_table(wildcards):
+    return expand(
+        "results/data/{dataset}.h5", dataset=config["table_datasets"][wildcards.table]
+    )
+
+
 def variant_settings(wildcards):
     return config["variants"][wildcards.method]
 
