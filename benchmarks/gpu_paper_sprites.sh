@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mirror=${1:-../shared/data}
 if [[ "${TINY:-0}" == 1 ]]; then
-  settings=(preset=smoke device=cpu threads=2 "datasets=[sprites]" "tables=[table1]" "methods=[baseline,full]")
+  settings=(preset=smoke device=cpu threads=2 "table_datasets={table1: [sprites]}" "tables=[table1]" "methods=[baseline,full]")
   cores=2
 else
   settings=(preset=gpu)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import load  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
-from pipeline.evaluate.table1 import protocol_of, table1_runs  # noqa: E402
+from pipeline.evaluate.table1 import table1_runs  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.families import ModelInputs, family, variant_family, variant_settings  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
@@ -71,7 +71,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
     train = train_settings(config["train"], seed=config["seed"] + seed, device=config["device"])
     settings = dataclasses.replace(train, epochs=max(epochs))
     judge = load_model(files["judge"], settings.device)
-    protocol = protocol_of(str(attrs["name"]))
+    protocol = h5io.read_protocol(files["dataset"])
     rows, started = [], time.perf_counter()
 
     def score(done: int) -> None:

@@ -81,6 +81,31 @@ def test_wrong_type_or_value_names_the_key(override: dict, where: str):
         load(overrides=override)
 
 
+def test_the_datasets_of_each_table_are_config():
+    assert load()["table_datasets"] == {"table1": ["sprites", "smmnist"], "dsprites": ["dsprites"]}
+    gpu = load(overrides={"preset": "gpu"})["table_datasets"]
+    assert gpu == {"table1": ["sprites"], "dsprites": ["dsprites"]}  # a preset replaces one table's list
+    override = load(overrides={"table_datasets": {"dsprites": ["dsprites", "sprites"]}})["table_datasets"]
+    assert override["dsprites"] == ["dsprites", "sprites"] and override["table1"] == ["sprites", "smmnist"]
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ({"table_datasets": {"table1": ["sprites", "mnist"]}}, "table_datasets/table1/1: 'mnist' is not"),
+        ({"table_datasets": {"table1": ["bouncing"]}}, "table_datasets/table1/0: 'bouncing' is not"),
+        ({"table_datasets": {"table2": ["sprites"]}}, "table_datasets: Additional properties"),
+        ({"table_datasets": {"dsprites": []}}, "table_datasets/dsprites"),
+    ],
+)
+def test_an_unknown_table_dataset_names_the_key_and_the_known_datasets(override: dict, where: str):
+    with pytest.raises(ConfigError) as err:
+        load(overrides=override)
+    assert where in str(err.value) and "config.schema.yaml" in str(err.value)
+    if "is not" in where:
+        assert "['sprites', 'smmnist', 'dsprites']" in str(err.value)
+
+
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError) as err:
         load(overrides={"preset": "huge"})

@@ -14,13 +14,14 @@ from pipeline.data.dsprites import (
     COLORS,
     FACTORS,
     MARGIN,
+    PROTOCOL,
     SHAPES,
     bounding_radius,
     build_dsprites,
     render_clips,
     sample_clips,
 )
-from pipeline.data.h5io import read_split
+from pipeline.data.h5io import read_protocol, read_split
 
 N_TRAIN, N_TEST, T, SIZE = 60, 30, 8, 64
 
@@ -109,6 +110,17 @@ def test_layout(dataset: Path):
                 tuple(group[f"factors/{name}"][:] for name in ("shape", "color", "scale")), (3, 6, 3)
             )
             np.testing.assert_array_equal(group["sequence_id"][:], statics)
+
+
+def test_the_file_carries_its_scoring_protocol(dataset: Path):
+    """Scored as Sprites: both directions, the IS on the motion."""
+    with h5py.File(dataset, "r") as f:
+        assert json.loads(f.attrs["protocol"]) == {
+            "directions": ["fixed_dynamics", "fixed_static"],
+            "score_head": "motion",
+            "title": "Moving dSprites",
+        }
+    assert read_protocol(dataset) == PROTOCOL
 
 
 def test_same_seed_same_bytes_other_seed_other_clips(dataset: Path, tmp_path: Path):

@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import soundfile
@@ -21,7 +22,9 @@ from pipeline.data.clips import load_clips
 from pipeline.data.download import DownloadError
 from pipeline.data.dsprites import build_dsprites
 from pipeline.data.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
+from pipeline.evaluate.table1 import evaluate_model
 from pipeline.labels.flow import label_flow
+from pipeline.report.tables import make_table
 
 SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(SHOES.files)
 
@@ -113,8 +116,12 @@ def test_a_truncated_label_file_names_the_label_rule(tmp_path: Path):
 def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path: Path):
     data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
     intact = h5io.read_split(data, "train").frames
-    assert np.unique(intact).size > 2  # real pixels, so the compressed chunks fill most of the file
-    flip(data, data.stat().st_size // 2)  # 4 KB inside the frame chunks
+    assert np.unique(intact).size > 2  # real pixels, so the compressed chunks are not empty
+    # The chunks fill only part of a file this small, and where the metadata lies moves with every
+    # attribute written: flip the bytes of the first clip's chunk itself.
+    with h5py.File(data, "r") as f:
+        chunk = f["train/frames"].id.get_chunk_info(0)
+    flip(data, chunk.byte_offset, chunk.size)
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
     with pytest.raises(h5io.DamagedFileError) as err:
         call_with_config(label_flow, WORKFLOW_CONFIG, dataset=data, output=labels, grid=4, topk=2)
@@ -129,6 +136,52 @@ def test_a_missing_split_is_not_called_damage(tmp_path: Path):
     with pytest.raises(KeyError, match="has no split 'val'") as err:
         h5io.read_split(data, "val")
     assert not isinstance(err.value, h5io.DamagedFileError)
+
+
+def test_a_dataset_built_before_it_carried_its_protocol_names_the_file_and_how_to_rebuild_it(tmp_path: Path):
+    """Both stages read the protocol before anything else: the missing model and CSV files do not matter."""
+    data = tiny_dsprites(tmp_path / "results" / "data" / "dsprites.h5")
+    with h5py.File(data, "a") as f:
+        del f.attrs["protocol"]  # as build_dsprites wrote it before the protocol moved into the file
+    for read in (
+        lambda: h5io.read_protocol(data),
+        lambda: evaluate_model(
+            model="missing.pt", judge="missing.pt", dataset=str(data), output="m.csv", config={}, method="m"
+        ),
+        lambda: make_table(
+            datasets=[str(data)], metrics=[], judges=[], published="p", output_csv="t.csv", output_md="t.md"
+        ),
+    ):
+        with pytest.raises(h5io.LayoutError) as err:
+            read()
+        message = str(err.value)
+        assert str(data) in message and "carries no scoring protocol" in message
+        assert "--forcerun build_dsprites" in message
+        assert not isinstance(err.value, h5io.DamagedFileError)
+
+
+def test_a_protocol_must_name_known_directions_and_one_of_the_heads(tmp_path: Path):
+    with pytest.raises(ValueError, match="must be one or more of"):
+        h5io.Protocol(("fixed_motion",), "motion", "Moving dSprites")
+    with pytest.raises(ValueError, match="must be one or more of"):
+        h5io.Protocol((), "motion", "Moving dSprites")
+    output = tmp_path / "tiny.h5"
+    split = {
+        "frames": np.zeros((1, 2, 4, 4, 1), np.uint8),
+        "sequence_id": [0],
+        "digit_a": [0],
+        "digit_b": [1],
+    }
+    factors = [h5io.Factor(f"digit_{k}", "static", ("0", "1"), group="digits") for k in "ab"]
+    with pytest.raises(ValueError, match="score head 'digit_a' is none of the heads"):
+        h5io.write_dataset(
+            output,
+            name="tiny",
+            factors=factors,
+            splits={"train": split},
+            protocol=h5io.Protocol(("fixed_static",), "digit_a", "tiny"),  # its head is the group, digits
+        )
+    assert_nothing_written(output)
 
 
 def fake_sheets(folder: Path) -> Path:

@@ -22,7 +22,6 @@ from models.blocks import GaussianHead, StaticDynamicVAE, frame_codec, pixel_nll
 from models.interface import SequentialAutoencoder, SequentialVAE
 from pipeline.config import ConfigError, validate
 from pipeline.data.clips import load_clips
-from pipeline.evaluate import table1 as evaluate
 from pipeline.evaluate.table1 import evaluate_model
 from pipeline.report.figures import plot_figures, plot_latent_space
 from pipeline.train import families
@@ -187,9 +186,8 @@ def judge_file(tiny_data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("method", ["mocogan", "unordered"])
-def test_evaluate_and_plot_every_family(tiny_data, judge_file, tmp_path, monkeypatch, method):
+def test_evaluate_and_plot_every_family(tiny_data, judge_file, tmp_path, method):
     """MoCoGAN has no encoder: it is scored through table1_probabilities and its figures use sampled codes."""
-    monkeypatch.setitem(evaluate.PROTOCOLS, "tiny", evaluate.Protocol(evaluate.DIRECTIONS, "action"))
     config = family_config(epochs=1)
     model = tmp_path / "model.pt"
     call_with_config(
@@ -293,7 +291,6 @@ FRAMEMEAN = Family(f"{__name__}:FrameMeanVAE", f"{__name__}:FrameMeanConfig", fr
 @pytest.fixture
 def registered(monkeypatch) -> dict:
     monkeypatch.setitem(families.FAMILIES, "framemean", FRAMEMEAN)
-    monkeypatch.setitem(evaluate.PROTOCOLS, "tiny", evaluate.Protocol(evaluate.DIRECTIONS, "action"))
     config = family_config(epochs=1)
     config["variants"]["framemean"] = {"family": "framemean"}
     config["methods"] = [*config["methods"], "framemean"]

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from models import S3VAE, S3VAEConfig
+from pipeline.data import smmnist
 from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import Factor
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol
 from pipeline.evaluate import metrics
-from pipeline.evaluate.table1 import DIRECTIONS, PROTOCOLS, Protocol, generate, score_run
+from pipeline.evaluate.table1 import generate, score_run
 
 K = 5
 
@@ -95,7 +96,7 @@ def test_score_run_on_hand_made_probabilities():
         "hair": one_hot(1 - hair, 2),  # hair is always wrong
     }
     probs = {"fixed_dynamics": fixed_dynamics, "fixed_static": fixed_static}
-    scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(DIRECTIONS, "action"))
+    scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(GENERATION_DIRECTIONS, "action", "tiny"))
 
     assert scores["Acc/fixed_dynamics"] == 1.0
     assert scores["IS/fixed_dynamics"] == pytest.approx(3.0)  # balanced one-hot over 3 classes
@@ -117,7 +118,7 @@ def test_smmnist_is_scored_on_the_order_free_digits_with_z_f_fixed():
     labels = {"digit_a": np.array([3, 7, 5, 1]), "digit_b": np.array([7, 3, 5, 2])}
     half = (np.eye(10)[[3, 7, 5, 1]] + np.eye(10)[[7, 3, 5, 2]]) / 2  # exactly each clip's digits
     half[3] = np.eye(10)[9]  # the last clip is judged to show the digit 9 twice: wrong
-    scores = score_run({"fixed_static": {"digits": half}}, labels, judge_heads(factors), PROTOCOLS["smmnist"])
+    scores = score_run({"fixed_static": {"digits": half}}, labels, judge_heads(factors), smmnist.PROTOCOL)
 
     assert not any("fixed_dynamics" in name for name in scores)
     assert scores["Acc"] == scores["Acc/fixed_static"] == scores["Acc/fixed_static/digits"] == 0.75
@@ -143,7 +144,7 @@ def clips() -> torch.Tensor:
     return torch.rand(B, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("keep", DIRECTIONS)
+@pytest.mark.parametrize("keep", GENERATION_DIRECTIONS)
 def test_generate_shape_and_fresh_samples(tiny_model, clips, keep):
     torch.manual_seed(0)
     first = generate(tiny_model, clips, keep)

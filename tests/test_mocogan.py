@@ -7,10 +7,10 @@ import torch
 
 from models import Judge, JudgeConfig, MoCoGAN, MoCoGANConfig
 from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import Factor
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol
 from pipeline.evaluate.heads import predict
 from pipeline.evaluate.sampled import table1_probabilities
-from pipeline.evaluate.table1 import DIRECTIONS, Protocol, score_run
+from pipeline.evaluate.table1 import score_run
 from pipeline.train.checkpoint import load_model, save_model
 
 B, T, C, SIZE = 4, 5, 3, 16
@@ -99,7 +99,7 @@ def test_table1_probabilities_feed_score_run():
         model,
         judge,
         judge_heads(FACTORS),
-        directions=DIRECTIONS,
+        directions=GENERATION_DIRECTIONS,
         groups=groups,
         group_size=size,
         steps=T,
@@ -114,7 +114,7 @@ def test_table1_probabilities_feed_score_run():
         assert (per_group == per_group[:, :1]).all(), "one label per group"
         for row, label in zip(votes, per_group[:, 0], strict=True):
             assert (row == label).sum() == np.bincount(row).max(), "the label is the group's majority vote"
-    scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(DIRECTIONS, "action"))
+    scores = score_run(probs, labels, judge_heads(FACTORS), Protocol(GENERATION_DIRECTIONS, "action", "tiny"))
     assert 1 / size <= scores["Acc/fixed_dynamics"] <= 1 and 1 / size <= scores["Acc/fixed_static"] <= 1
     assert scores["IS"] >= 1
 
@@ -146,7 +146,7 @@ def test_table1_probabilities_vote_with_whole_multisets_of_an_order_free_group()
         agree = (group_votes == group_labels[0]).all(axis=1).sum()
         counts = [(group_votes == v).all(axis=1).sum() for v in group_votes]
         assert agree == max(counts), "the labels are the group's most frequent multiset"
-    scores = score_run(probs, labels, heads, Protocol(("fixed_static",), "digits"))
+    scores = score_run(probs, labels, heads, Protocol(("fixed_static",), "digits", "tiny digits"))
     assert 1 / size <= scores["Acc"] <= 1 and scores["H(y)"] <= np.log(4) + 1e-6
 
 

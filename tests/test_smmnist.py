@@ -14,7 +14,16 @@ import pytest
 from conftest import WORKFLOW_CONFIG, call_with_config
 
 from pipeline.data.download import DownloadError, fetch_source, sha256_file
-from pipeline.data.smmnist import MovingDigitsSpec, build_smmnist, load_mnist, move_digits, read_idx, render
+from pipeline.data.h5io import read_protocol
+from pipeline.data.smmnist import (
+    PROTOCOL,
+    MovingDigitsSpec,
+    build_smmnist,
+    load_mnist,
+    move_digits,
+    read_idx,
+    render,
+)
 
 SPEC = MovingDigitsSpec()
 LIMIT = SPEC.image_size - SPEC.digit_size
@@ -164,7 +173,15 @@ def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
         assert f["train/trajectories/position"].shape == (6, 15, 2, 2)
         assert f["test/trajectories/velocity"].shape == (4, 15, 2, 2)
         assert f["train/frames"][:].max() == 255  # digits drawn
+        # S3VAE scores SMMNIST with z_f kept only, its IS on the order-free digit pair
+        protocol = {
+            "directions": ["fixed_static"],
+            "score_head": "digits",
+            "title": "Stochastic moving MNIST",
+        }
+        assert json.loads(f.attrs["protocol"]) == protocol
         first = f["train/frames"][:]
+    assert read_protocol(output) == PROTOCOL
     call_with_config(
         build_smmnist,
         WORKFLOW_CONFIG,

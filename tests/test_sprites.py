@@ -12,10 +12,12 @@ import pytest
 from conftest import WORKFLOW_CONFIG, call_with_config
 from PIL import Image
 
+from pipeline.data.h5io import read_protocol
 from pipeline.data.sprites import (
     ACTION_CLASSES,
     ATTRIBUTES,
     LAYER_ORDER,
+    PROTOCOL,
     SHOES,
     build_sprites,
     character_split,
@@ -122,6 +124,17 @@ def test_layout_and_labels(dataset: Path):
             for name in ATTRIBUTES:
                 expected = [decode_character(c)[name] for c in group["sequence_id"][:]]
                 np.testing.assert_array_equal(group[f"factors/{name}"][:], expected)
+
+
+def test_the_file_carries_its_scoring_protocol(dataset: Path):
+    """S3VAE Table 1 scores Sprites in both directions with its IS on the action."""
+    with h5py.File(dataset, "r") as f:
+        assert json.loads(f.attrs["protocol"]) == {
+            "directions": ["fixed_dynamics", "fixed_static"],
+            "score_head": "action",
+            "title": "Sprites",
+        }
+    assert read_protocol(dataset) == PROTOCOL
 
 
 def test_no_frame_is_all_black(dataset: Path):

@@ -1,15 +1,41 @@
-"""Table 1 from per-seed metric files: mean and std over training seeds, the claims they support, and a
-column withheld when its judge cannot read real clips."""
+"""Table 1 from per-seed metric files: mean and std over training seeds, the claims they support, a
+column withheld when its judge cannot read real clips, titles and directions from the dataset files, and
+all of it without torch."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.data import h5io, smmnist, sprites
 from pipeline.report.tables import judge_verdicts, make_table, over_seeds, supported_claims
 
+REPO = Path(__file__).resolve().parents[1]
 REPO_PUBLISHED = "workflow/published/table1.csv"
+
+
+def dataset_file(folder: Path, name: str, protocol: h5io.Protocol) -> str:
+    """A one-clip dataset file that carries `protocol`: all make_table reads of a dataset."""
+    split = {"frames": np.zeros((1, 2, 4, 4, 1), np.uint8), "sequence_id": [0], protocol.score_head: [0]}
+    factor = h5io.Factor(protocol.score_head, "static", ("a",))
+    path = folder / f"{name}.h5"
+    h5io.write_dataset(path, name=name, factors=[factor], splits={"train": split}, protocol=protocol)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def table1_datasets(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    folder = tmp_path_factory.mktemp("data")
+    return [
+        dataset_file(folder, "sprites", sprites.PROTOCOL),
+        dataset_file(folder, "smmnist", smmnist.PROTOCOL),
+    ]
 
 
 def per_seed_rows(dataset: str, method: str, accs: list[float]) -> pd.DataFrame:
@@ -58,7 +84,7 @@ def test_a_judge_below_its_bar_withholds_its_dataset():
     assert "digits 0.5200" in withheld["smmnist"] and "judge.min_accuracy.smmnist" in withheld["smmnist"]
 
 
-def test_make_table_aggregates_seeds_and_withholds_a_weak_judge(tmp_path):
+def test_make_table_aggregates_seeds_and_withholds_a_weak_judge(tmp_path, table1_datasets):
     metrics = []
     for dataset, method, accs in (("sprites", "full", [0.9, 0.92]), ("sprites", "baseline", [0.5, 0.6])):
         path = tmp_path / f"{dataset}_{method}.csv"
@@ -75,7 +101,7 @@ def test_make_table_aggregates_seeds_and_withholds_a_weak_judge(tmp_path):
         judges.append(str(path))
     csv, md = tmp_path / "table1.csv", tmp_path / "table1.md"
     make_table(
-        table="table1",
+        datasets=table1_datasets,
         metrics=metrics + [str(smmnist)],
         judges=judges,
         published=REPO_PUBLISHED,
@@ -90,11 +116,11 @@ def test_make_table_aggregates_seeds_and_withholds_a_weak_judge(tmp_path):
     assert (table["source"] == "seqdis").sum() == 2 * 5
     assert table["method"].str.startswith("published: ").sum() == 5 * 4  # Sprites' five published rows
     text = md.read_text()
-    assert "## smmnist: withheld" in text and "h 0.5200" in text
+    assert "## Stochastic moving MNIST (smmnist): withheld" in text and "h 0.5200" in text
     assert "full > baseline" in text and "over 2 training seeds" in text
 
 
-def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path):
+def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path, table1_datasets):
     """Ceiling, swap and loss rows have no latent (an empty CSV cell, NaN once read): none is dropped."""
     rows = [("ceiling", "action", "", 0.9), ("swap", "action", "", 0.3), ("probe", "action", "z_f", 1.0)]
     rows += [("loss", "recon", "", -2000.0)]
@@ -113,7 +139,7 @@ def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path):
     pd.DataFrame([judge_row]).to_csv(judge, index=False)
     md = tmp_path / "table1.md"
     make_table(
-        table="table1",
+        datasets=table1_datasets,
         metrics=[str(metrics)],
         judges=[str(judge)],
         published=REPO_PUBLISHED,
@@ -127,3 +153,78 @@ def test_the_diagnostics_of_a_table_keep_the_terms_without_a_latent(tmp_path):
     assert "| full | 0.3100 ± 0.0141 |" in swap
     assert "| full | 1.01 |" in probe
     assert "| full | -2000 |" in loss
+
+
+def table_inputs(folder: Path, datasets: list[str]) -> dict:
+    """make_table's inputs for `datasets` (dataset names): two rows of two seeds each, judges that pass."""
+    metrics, judges = [], []
+    for dataset in datasets:
+        for method, accs in (("full", [0.9, 0.92]), ("baseline", [0.5, 0.6])):
+            path = folder / f"{dataset}_{method}.csv"
+            per_seed_rows(dataset, method, accs).to_csv(path, index=False)
+            metrics.append(str(path))
+        path = folder / f"{dataset}_accuracy.csv"
+        pd.DataFrame([{"dataset": dataset, "head": "h", "accuracy": 1.0, "n": 10}]).to_csv(path, index=False)
+        judges.append(str(path))
+    return {
+        "metrics": metrics,
+        "judges": judges,
+        "published": str(REPO / REPO_PUBLISHED),
+        "output_csv": str(folder / "table.csv"),
+        "output_md": str(folder / "table.md"),
+    }
+
+
+def test_titles_and_directions_come_from_the_dataset_files(tmp_path, table1_datasets):
+    make_table(datasets=table1_datasets, **table_inputs(tmp_path, ["sprites", "smmnist"]))
+    text = (tmp_path / "table.md").read_text()
+    assert text.startswith("# Sprites and Stochastic moving MNIST: generation scored by the judge\n")
+    sprites_part, smmnist_part = text.split("\n## Sprites (sprites)\n")[1].split("\n## Stochastic moving")
+    assert "averages the fixed_dynamics and fixed_static directions" in sprites_part
+    assert "of the fixed_static direction only" in smmnist_part
+    assert "### Sprites (sprites), by direction" in text
+
+
+def test_rows_of_a_dataset_without_its_file_name_the_dataset_and_the_fix(tmp_path, table1_datasets):
+    with pytest.raises(ValueError, match=r"rows of datasets \['smmnist'\] but none of the dataset files"):
+        make_table(datasets=table1_datasets[:1], **table_inputs(tmp_path, ["sprites", "smmnist"]))
+
+
+def test_tables_are_built_without_torch(tmp_path):
+    """pipeline.report.tables reads CSV files and the datasets' attributes with pandas and h5py alone: in a
+    process where `import torch` fails, it builds a dSprites table."""
+    blocked = tmp_path / "blocked" / "torch"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    # not the builder's protocol: the table shows what the file says, not what the code knows
+    protocol = h5io.Protocol(("fixed_dynamics",), "motion", "Moving dots")
+    datasets = [dataset_file(tmp_path, "dsprites", protocol)]
+    inputs = table_inputs(tmp_path, ["dsprites"])
+    script = (
+        "import sys\n"
+        "from pipeline.report.tables import make_table\n"
+        f"make_table(datasets={datasets!r}, **{inputs!r})\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    path = [str(blocked.parent), str(REPO), os.environ.get("PYTHONPATH", "")]
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(inputs["output_csv"])
+    assert set(table["dataset"]) == {"dsprites"} and (table["source"] == "seqdis").all()
+    assert sorted(table["method"].unique()) == ["baseline", "full"]
+    text = Path(inputs["output_md"]).read_text()
+    assert "## Moving dots (dsprites)" in text and "of the fixed_dynamics direction only" in text
+    blocked_import = subprocess.run(
+        [sys.executable, "-c", "import torch"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "torch is blocked" in blocked_import.stderr  # the block works, so the table really had no torch

@@ -28,6 +28,7 @@ FACTORS = [
     h5io.Factor("body", "static", ("red", "green", "blue")),
     h5io.Factor("action", "dynamic", ("left", "right")),
 ]
+PROTOCOL = h5io.Protocol(h5io.GENERATION_DIRECTIONS, score_head="action", title="tiny")
 
 
 def synthetic_split(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -47,7 +48,7 @@ def write_tiny_data(root: Path) -> tuple[Path, Path]:
     """A dataset file and its flow label file, (T=4, 16x16x3) clips, 24 train and 8 test."""
     splits = {"train": synthetic_split(N_TRAIN, 0), "test": synthetic_split(N_TEST, 1)}
     dataset, labels = root / "tiny.h5", root / "flow.h5"
-    h5io.write_dataset(dataset, name="tiny", factors=FACTORS, splits=splits)
+    h5io.write_dataset(dataset, name="tiny", factors=FACTORS, splits=splits, protocol=PROTOCOL)
     rng = np.random.default_rng(2)
     flow = {
         split: {

@@ -19,12 +19,13 @@ import pytest
 import yaml
 from conftest import WORKFLOW_CONFIG, call_with_config
 
-from pipeline.report.tables import TABLE_COLUMNS
+from pipeline.evaluate.columns import TABLE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SMOKE = yaml.safe_load((REPO / "workflow" / "presets" / "smoke.yaml").read_text())
+TABLE1_DATASETS = CONFIG["table_datasets"]["table1"]
 
 
 def snakemake(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -117,7 +118,7 @@ def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
     result = snakemake("-n", "results/tables/table1.csv", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
     n_methods, seeds = len(CONFIG["methods"]), CONFIG["train"]["seeds"]
-    assert n_methods == 10 and CONFIG["datasets"] == ["sprites", "smmnist"] and seeds == 3
+    assert n_methods == 10 and TABLE1_DATASETS == ["sprites", "smmnist"] and seeds == 3
     assert {"mocogan", "dsvae", "dsvae_full", "unordered"} <= set(CONFIG["methods"])
     assert job_counts(result.stdout) == {
         "download_source": 2,
@@ -130,7 +131,7 @@ def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
         "diagnose_model": 2 * (n_methods - 1) * seeds,  # every row but MoCoGAN, which has no encoder
         "make_table": 1,
     }
-    for dataset in CONFIG["datasets"]:
+    for dataset in TABLE1_DATASETS:
         for method in CONFIG["methods"]:
             for seed in range(seeds):
                 assert f"results/models/{dataset}/{method}/seed{seed}/model.pt" in result.stdout
@@ -142,7 +143,8 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
     assert result.returncode == 0, result.stdout[-3000:]
     n_methods, n_dynamics = len(CONFIG["methods"]), len(CONFIG["dynamics_methods"])
     seeds = CONFIG["train"]["seeds"]
-    video = CONFIG["datasets"] + ["dsprites"]  # Table 1's columns and the dSprites table
+    video = [d for datasets in CONFIG["table_datasets"].values() for d in datasets]  # table1, dsprites
+    assert video == ["sprites", "smmnist", "dsprites"]
     n_unordered = sum(CONFIG["variants"][m].get("family") == "unordered" for m in CONFIG["methods"])
     assert job_counts(result.stdout) == {
         "download_source": 2,
@@ -202,7 +204,7 @@ def test_slurm_profile_dry_run(clean_copy: Path):
         "-n", "--profile", "workflow/profiles/slurm", "results/tables/table1.csv", cwd=clean_copy
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    trainings = len(CONFIG["datasets"]) * len(CONFIG["methods"]) * CONFIG["train"]["seeds"]
+    trainings = len(TABLE1_DATASETS) * len(CONFIG["methods"]) * CONFIG["train"]["seeds"]
     assert job_counts(result.stdout)["train_model"] == trainings
     # The profile as committed keeps its placeholders: the dry run warns and names the keys to fill.
     assert "WARNING: the profile leaves default-resources slurm_partition=YOUR_PARTITION" in result.stdout
@@ -312,7 +314,7 @@ def test_the_rule_graph_is_dot(clean_copy: Path):
 def test_preset_on_the_command_line_selects_the_methods(clean_copy: Path):
     result = snakemake("-n", "results/tables/table1.csv", "--config", "preset=smoke", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]
-    trainings = len(CONFIG["datasets"]) * len(SMOKE["methods"]) * SMOKE["train"]["seeds"]
+    trainings = len(TABLE1_DATASETS) * len(SMOKE["methods"]) * SMOKE["train"]["seeds"]
     assert job_counts(result.stdout)["train_model"] == trainings
 
 
@@ -343,6 +345,7 @@ def test_smoke_run_end_to_end(tmp_path: Path):
         assert {"Acc/fixed_static/shape", "Acc/fixed_static/color", "Acc/fixed_static/scale"} <= metrics
     assert table["value"].notna().all()
     markdown = (work / "results" / "tables" / "dsprites.md").read_text()
+    assert markdown.startswith("# Moving dSprites: generation scored by the judge")  # from the file's title
     assert "linear probes of the posterior means" in markdown and "judge on reconstructions" in markdown
     diagnostics = work / "results" / "metrics" / "dsprites" / "full" / "seed0_diagnostics.csv"
     assert set(pd.read_csv(diagnostics)["diagnostic"]) == {"ceiling", "swap", "probe", "loss"}

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import FromConfig
-from pipeline.data.h5io import Factor, write_dataset
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ FACTORS = (
     Factor("color", "static", tuple(COLORS)),
     Factor("scale", "static", tuple(SCALES)),
 )
+PROTOCOL = Protocol(GENERATION_DIRECTIONS, score_head="motion", title="Moving dSprites")  # as Sprites
 
 N_TRAIN, N_TEST = 9000, 2664  # as many clips as Sprites
 N_FRAMES, IMAGE_SIZE = 8, 64
@@ -249,6 +250,7 @@ def build_dsprites(
         factors=list(FACTORS),
         splits=splits,
         trajectories=("position", "angle"),
+        protocol=PROTOCOL,
         compression_level=compression_level,
     )
     elapsed = time.perf_counter() - start

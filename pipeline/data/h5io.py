@@ -6,6 +6,9 @@ A dataset file (`results/data/{dataset}.h5`):
                                   frame_shape (T, H, W, C) for video, (T, D) for audio,
                                   factors (JSON: {name: {"kind": "static"|"dynamic", "classes": [...],
                                                          "group": null or a group name}}),
+                                  protocol (JSON, datasets scored for Table 1 only: {"title": a human
+                                            name, "directions": ["fixed_dynamics", "fixed_static"] or
+                                            a subset, "score_head": a factor or group name}),
                                   and any dataset-specific attrs (audio: the feature settings)
     /{split}/frames        video: uint8 (N, T, H, W, C), one chunk per sequence, gzip
     /{split}/features      audio: float32 (N, T, D) feature frames (log mel or log spectrum), gzip
@@ -22,6 +25,11 @@ A label file (`results/labels/{dataset}_{labeler}.h5`) holds pseudo labels for t
     /                      attrs: dataset, labeler, and the labeler's settings
     /labels/{split}/{name} any dtype, first axis N in the dataset's order
 
+`protocol` is how evaluation scores the dataset's generated clips (pipeline/evaluate/table1.py): the
+generation directions and the judge head whose p(y|x) gives IS, H(y|x) and H(y); the tables print the
+title. The file carries it so that how a dataset is scored is written beside its factors, by its builder,
+and so that the tables read it with h5py, without torch.
+
 Splits are named groups (`train`, `test`), so a reader never loads what it does not use.
 
 Audio keeps its own `features` name rather than posing as (N, T, 1, D, 1) images: the dtype and the
@@ -36,13 +44,14 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 LAYOUT_VERSION = 1
+GENERATION_DIRECTIONS = ("fixed_dynamics", "fixed_static")  # which latent a generated clip keeps
 
 
 @contextmanager
@@ -72,6 +81,22 @@ class Factor:
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """How a dataset is scored for Table 1 (the `protocol` root attribute, see the module doc)."""
+
+    directions: tuple[str, ...]  # of GENERATION_DIRECTIONS, in the order they are scored
+    score_head: str  # the judge head (a factor or a group) whose p(y|x) gives IS, H(y|x) and H(y)
+    title: str  # the dataset's name in the tables
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.directions if d not in GENERATION_DIRECTIONS]
+        if not self.directions or unknown:
+            raise ValueError(
+                f"protocol directions {self.directions} must be one or more of {GENERATION_DIRECTIONS}"
+            )
+
+
+@dataclass(frozen=True)
 class Split:
     """One split held in memory: video frames stay uint8 until a batch is made."""
 
@@ -91,18 +116,23 @@ def write_dataset(
     factors: list[Factor],
     splits: Mapping[str, Mapping[str, np.ndarray]],
     trajectories: tuple[str, ...] = (),
+    protocol: Protocol | None = None,
     attrs: Mapping[str, object] | None = None,
     compression_level: int = 4,
 ) -> None:
     """Write a dataset file atomically.
 
     `splits[s]` holds `frames` (video) or `features` (audio), `sequence_id`, one array per factor and one
-    per name in `trajectories`. `attrs` are extra root attributes (e.g. audio feature settings).
+    per name in `trajectories`. `protocol` is how a dataset scored for Table 1 is scored (None for the
+    others). `attrs` are extra root attributes (e.g. audio feature settings).
     """
     key = "features" if "features" in next(iter(splits.values())) else "frames"
     frame_shapes = {s: arrays[key].shape[1:] for s, arrays in splits.items()}
     if len(set(frame_shapes.values())) != 1:
         raise ValueError(f"{path}: splits disagree on the frame shape: {frame_shapes}")
+    heads = list(dict.fromkeys(fac.group or fac.name for fac in factors))  # a group is one head
+    if protocol is not None and protocol.score_head not in heads:
+        raise ValueError(f"{path}: protocol score head '{protocol.score_head}' is none of the heads {heads}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["name"] = name
         f.attrs["layout_version"] = LAYOUT_VERSION
@@ -116,6 +146,8 @@ def write_dataset(
                 for fac in factors
             }
         )
+        if protocol is not None:
+            f.attrs["protocol"] = json.dumps(asdict(protocol))
         for split, arrays in splits.items():
             group = f.create_group(split)
             frames = np.asarray(arrays[key], dtype=np.float32 if key == "features" else np.uint8)
@@ -199,6 +231,19 @@ def read_factors(path: str | os.PathLike) -> list[Factor]:
     with _open(path) as f:
         meta = json.loads(f.attrs["factors"])
     return [Factor(name, m["kind"], tuple(m["classes"]), m.get("group")) for name, m in meta.items()]
+
+
+def read_protocol(path: str | os.PathLike) -> Protocol:
+    """The Table 1 scoring protocol that the dataset file `path` carries."""
+    with _open(path) as f:
+        if "protocol" not in f.attrs:
+            raise LayoutError(
+                f"{path} carries no scoring protocol (root attribute 'protocol'): only the datasets scored "
+                "for Table 1 (sprites, smmnist, dsprites) have one, and a file built before their builders "
+                f"wrote it lacks it; {rebuild_hint(path)}"
+            )
+        meta = json.loads(f.attrs["protocol"])
+    return Protocol(tuple(meta["directions"]), meta["score_head"], meta["title"])
 
 
 def read_attrs(path: str | os.PathLike) -> dict:

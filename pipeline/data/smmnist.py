@@ -31,11 +31,13 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig
 from pipeline.data.download import SOURCES, verified_files
-from pipeline.data.h5io import JUDGE_SPLIT, Factor, write_dataset
+from pipeline.data.h5io import JUDGE_SPLIT, Factor, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
+# S3VAE scores SMMNIST with z_f kept only, on the order-free pair of digits (pipeline/evaluate/heads.py)
+PROTOCOL = Protocol(("fixed_static",), score_head="digits", title="Stochastic moving MNIST")
 _IDX_DTYPE = 0x08  # unsigned byte, the only IDX element type MNIST uses
 
 
@@ -212,6 +214,7 @@ def build_smmnist(
         factors=factors,
         splits=splits,
         trajectories=("position", "velocity"),
+        protocol=PROTOCOL,
         compression_level=compression_level,
     )
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig
 from pipeline.data.download import refetch_hint, verify_files
-from pipeline.data.h5io import Factor, write_dataset
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ ACTIONS = ("walk", "spellcast", "slash")
 DIRECTIONS = ("front", "left", "right")
 # Action class label = 3 * action + direction, the recipe's order.
 ACTION_CLASSES = tuple(f"{action}_{direction}" for action in ACTIONS for direction in DIRECTIONS)
+# S3VAE Table 1 scores Sprites in both directions, its IS on the action
+PROTOCOL = Protocol(GENERATION_DIRECTIONS, score_head="action", title="Sprites")
 # Sheet rows come in groups of four per animation, facing back, left, front, right.
 DIRECTION_ROW_OFFSET = {"back": 0, "left": 1, "front": 2, "right": 3}
 ACTION_ROW_BASE = {"spellcast": 0, "walk": 8, "slash": 12}
@@ -294,7 +296,14 @@ def build_sprites(
         {s: len(a["frames"]) for s, a in splits.items()},
         time.perf_counter() - start,
     )
-    write_dataset(output, name="sprites", factors=factors, splits=splits, compression_level=compression_level)
+    write_dataset(
+        output,
+        name="sprites",
+        factors=factors,
+        splits=splits,
+        protocol=PROTOCOL,
+        compression_level=compression_level,
+    )
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)
 
 

@@ -1,7 +1,8 @@
 """Stage `evaluate_model`: Table 1 metrics of one trained model, scored by the judge.
 
-A dataset's `Protocol` names the generation directions it is scored in and the judge head whose class
-distribution p(y|x) gives IS, H(y|x) and H(y). Each direction is repeated R times with fresh prior samples:
+A dataset's `Protocol`, which its file carries (pipeline/data/h5io.py), names the generation directions
+it is scored in and the judge head whose class distribution p(y|x) gives IS, H(y|x) and H(y). Each
+direction is repeated R times with fresh prior samples:
 - fixed_dynamics: z_1:T is the posterior mean of a test clip, z_f is drawn from p(z_f). The dynamic
   factors must survive: Acc is the mean judge accuracy over the dynamic heads; the scores use the score
   head on a subset balanced by its labels.
@@ -22,7 +23,6 @@ stands in for the real labels; as many clips are generated as the test split hol
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,9 @@ from torch import Tensor, nn
 from pipeline.config import FromConfig, resolve_bf16, resolve_device
 from pipeline.data.clips import load_clips
 from pipeline.data.factors import JudgeHead, judge_heads
-from pipeline.data.h5io import atomic_path, read_attrs
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol, atomic_path, read_attrs, read_protocol
 from pipeline.evaluate import heads, metrics
+from pipeline.evaluate.columns import HEADLINE, METRIC_COLUMNS
 from pipeline.evaluate.sampled import table1_probabilities
 from pipeline.train.checkpoint import load_model
 from pipeline.train.families import family_of_model
@@ -41,31 +42,7 @@ from pipeline.train.loop import autocast
 
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = ("fixed_dynamics", "fixed_static")
-COLUMNS = ["dataset", "method", "seed", "metric", "value", "std", "n"]  # std: over the repeats
-HEADLINE = ("Acc", "IS", "H(y|x)", "H(y)")
 _KEPT_KIND = {"fixed_dynamics": "dynamic", "fixed_static": "static"}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    directions: tuple[str, ...]
-    score_head: str  # the judge head whose p(y|x) gives IS, H(y|x) and H(y)
-
-
-PROTOCOLS = {
-    "sprites": Protocol(DIRECTIONS, "action"),
-    "dsprites": Protocol(DIRECTIONS, "motion"),
-    "smmnist": Protocol(("fixed_static",), "digits"),
-}
-
-
-def protocol_of(dataset_name: str) -> Protocol:
-    if dataset_name not in PROTOCOLS:
-        raise KeyError(
-            f"no evaluation protocol for dataset '{dataset_name}': add it to PROTOCOLS in {__file__}"
-        )
-    return PROTOCOLS[dataset_name]
 
 
 @torch.no_grad()
@@ -76,7 +53,7 @@ def regenerate(model: nn.Module, static: Tensor, dynamic: Tensor, keep: str) -> 
         return model.decode(model.sample_static(B, like=static), dynamic)
     if keep == "fixed_static":
         return model.decode(static, model.sample_dynamic(B, T, like=dynamic, static=static))
-    raise ValueError(f"unknown direction '{keep}': use one of {DIRECTIONS}")
+    raise ValueError(f"unknown direction '{keep}': use one of {GENERATION_DIRECTIONS}")
 
 
 @torch.no_grad()
@@ -204,7 +181,8 @@ def evaluate_model(
     device: str = FromConfig("device"),
 ) -> None:
     """Score `model` (row `method`, training seed `training_seed`) with `judge` on the test split of
-    `dataset`; write tidy rows (COLUMNS) to `output`."""
+    `dataset`; write tidy rows (METRIC_COLUMNS) to `output`."""
+    protocol = read_protocol(dataset)  # before anything loads: a file without one fails at once
     device = resolve_device(device)
     data = load_clips(dataset, "test", limit=evaluate["max_sequences"])
     net, judge_net = load_model(model, device), load_model(judge, device)
@@ -213,7 +191,7 @@ def evaluate_model(
         net,
         judge_net,
         data,
-        protocol_of(dataset_name),
+        protocol,
         evaluate=evaluate,
         device=device,
         bf16=resolve_bf16(bf16, device),
@@ -225,7 +203,7 @@ def evaluate_model(
         for name, (mean, std) in metrics.mean_std(runs).items()
     ]
     with atomic_path(output) as tmp:
-        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
 from pipeline.data.clips import load_clips
 from pipeline.data.h5io import atomic_path
+from pipeline.evaluate.columns import VERIFICATION_COLUMNS
 from pipeline.evaluate.table1 import posterior_means
 from pipeline.train.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["dataset", "model", "feature", "dim", "eer", "utterances", "trials", "note"]
 FEATURES = {"static": "z_f", "dynamic": "z_1:T"}
 
 
@@ -93,7 +93,8 @@ def evaluate_verification(
     batch_size: int = FromConfig("evaluate.batch_size"),
     device: str = FromConfig("device"),
 ) -> None:
-    """EER of z_f and z_1:T embeddings of `model` over all pairs of test utterances; tidy CSV (COLUMNS)."""
+    """EER of z_f and z_1:T embeddings of `model` over all pairs of test utterances; tidy CSV
+    (VERIFICATION_COLUMNS)."""
     device = resolve_device(device)
     data = load_clips(dataset, "test")
     net = load_model(model, device)
@@ -113,7 +114,7 @@ def evaluate_verification(
     for row in rows:
         logger.info("%s %s (%d-d): EER %.2f%%", method, row["feature"], row["dim"], 100 * row["eer"])
     with atomic_path(output) as tmp:
-        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=VERIFICATION_COLUMNS).to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Stages `make_table` and `make_table3`: our rows beside the published ones, as tidy CSV and Markdown.
 
-`table1` holds the paper's datasets (Sprites, SMMNIST); `dsprites` holds moving dSprites, which has no
-published numbers; `table3` is speaker verification.
+Which datasets a results table holds is config (`table_datasets`: `table1` the paper's Sprites and SMMNIST,
+`dsprites` moving dSprites, which has no published numbers); each dataset's title and generation
+directions come from its file (`pipeline.data.h5io.read_protocol`). `table3` is speaker verification.
+Torch-free: a table is built with pandas and h5py alone.
 """
 
 from __future__ import annotations
@@ -10,17 +12,11 @@ import logging
 
 import pandas as pd
 
-from pipeline.data.h5io import atomic_path
-from pipeline.evaluate.table1 import HEADLINE, protocol_of
-from pipeline.evaluate.verification import COLUMNS as VERIFICATION_COLUMNS
+from pipeline.config import FromConfig
+from pipeline.data.h5io import Protocol, atomic_path, read_attrs, read_protocol
+from pipeline.evaluate.columns import HEADLINE, TABLE_COLUMNS, VERIFICATION_COLUMNS
 
 logger = logging.getLogger(__name__)
-
-TITLES = {
-    "table1": "Table 1 (S3VAE): generation scored by the judge",
-    "dsprites": "Moving dSprites: generation scored by the judge",
-}
-TABLE_COLUMNS = ["dataset", "method", "metric", "value", "std", "seeds", "std_repeats", "n", "source"]
 
 
 def _cell(value: float, std: float) -> str:
@@ -34,8 +30,7 @@ def _grid(metrics: list[str], rows: list[tuple[str, dict[str, str]]], first: str
     return lines + [""]
 
 
-def _direction_note(dataset: str) -> str:
-    directions = protocol_of(dataset).directions
+def _direction_note(directions: tuple[str, ...]) -> str:
     if len(directions) == 1:
         return f"each metric is of the {directions[0]} direction only (pipeline/evaluate/table1.py)."
     return (
@@ -118,7 +113,7 @@ def diagnostics_lines(diagnostics: pd.DataFrame) -> list[str]:
 
 
 def markdown_table(
-    title: str,
+    protocols: dict[str, Protocol],
     ours: pd.DataFrame,
     published: pd.DataFrame,
     judges: pd.DataFrame,
@@ -126,9 +121,11 @@ def markdown_table(
     withheld: dict[str, str],
     bars: dict[str, float],
 ) -> str:
-    lines = [f"# {title}", ""]
+    titles = {dataset: f"{protocol.title} ({dataset})" for dataset, protocol in protocols.items()}
+    heading = " and ".join(protocol.title for protocol in protocols.values())
+    lines = [f"# {heading}: generation scored by the judge", ""]
     for dataset, reason in withheld.items():
-        lines += [f"## {dataset}: withheld", "", f"Not printed: {reason}.", ""]
+        lines += [f"## {titles[dataset]}: withheld", "", f"Not printed: {reason}.", ""]
     for dataset, rows in ours.groupby("dataset", sort=False):
         mine = [
             (f"ours: {method}", {r.metric: _cell(r.value, r.std) for r in part.itertuples()})
@@ -141,22 +138,22 @@ def markdown_table(
         by_direction = [m for m in dict.fromkeys(rows["metric"]) if m not in HEADLINE]
         n, seeds = int(rows["n"].iloc[0]), int(rows["seeds"].min())
         claims = supported_claims(rows)
-        lines += [f"## {dataset}", ""] + _grid(list(HEADLINE), mine + theirs)
+        lines += [f"## {titles[dataset]}", ""] + _grid(list(HEADLINE), mine + theirs)
         lines += [
             f"Ours: mean ± sample std over {seeds} training seeds (each the mean over the repeats with fresh "
-            f"prior samples), {n} test clips; {_direction_note(dataset)}",
+            f"prior samples), {n} test clips; {_direction_note(protocols[dataset].directions)}",
             "Published: labelled rows with their source in the CSV's source column." if theirs else "",
             "Acc differences larger than both rows' seed std: "
             + ("; ".join(claims) if claims else "none")
             + ".",
             "",
-            f"### {dataset}, by direction",
+            f"### {titles[dataset]}, by direction",
             "",
         ] + _grid(by_direction, mine)
         part = diagnostics[diagnostics["dataset"] == dataset] if len(diagnostics) else diagnostics
         if len(part):
             lines += [
-                f"### {dataset}, diagnostics (pipeline/evaluate/diagnostics.py)",
+                f"### {titles[dataset]}, diagnostics (pipeline/evaluate/diagnostics.py)",
                 "",
             ] + diagnostics_lines(part)
     lines += [
@@ -176,25 +173,39 @@ def _concat(paths: list[str]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
 
 
+def table_protocols(datasets: list[str]) -> dict[str, Protocol]:
+    """{dataset name: its protocol} of the dataset files `datasets`, in their order."""
+    return {str(read_attrs(path)["name"]): read_protocol(path) for path in datasets}
+
+
 def make_table(
     *,
-    table: str,
+    datasets: list[str],
     metrics: list[str],
     judges: list[str],
     published: str,
     output_csv: str,
     output_md: str,
     diagnostics: list[str] = (),
-    judge_bars: dict[str, float] | None = None,
+    judge_bars: dict[str, float] = FromConfig("judge.min_accuracy"),
 ) -> None:
     """Our rows (mean and std over training seeds of the per-seed metric files) beside the published ones;
-    a dataset whose judge is below its bar (`judge_bars`, per dataset) is withheld, with the reason."""
-    bars = dict(judge_bars or {})
+    a dataset whose judge is below its bar (`judge_bars`, per dataset) is withheld, with the reason. The
+    dataset files `datasets` give each dataset's title and directions."""
+    protocols = table_protocols(datasets)
+    bars = dict(judge_bars)
     judge_table = _concat(judges)
+    per_seed = _concat(metrics)
+    unknown = sorted((set(per_seed["dataset"]) | set(judge_table["dataset"])) - set(protocols))
+    if unknown:
+        raise ValueError(
+            f"rows of datasets {unknown} but none of the dataset files {list(datasets)} is theirs: pass "
+            "each table dataset's results/data/{dataset}.h5 in `datasets` (rule make_table reads them from "
+            "config table_datasets)"
+        )
     withheld = judge_verdicts(judge_table, bars)
     for dataset, reason in withheld.items():
         logger.warning("withholding %s: %s", dataset, reason)
-    per_seed = _concat(metrics)
     per_seed = per_seed[~per_seed["dataset"].isin(withheld)]
     ours = over_seeds(per_seed, ["dataset", "method", "metric"]).assign(source="seqdis")
     reference = pd.read_csv(published)
@@ -208,7 +219,7 @@ def make_table(
         diagnostic_rows = diagnostic_rows[~diagnostic_rows["dataset"].isin(withheld)]
     with atomic_path(output_md) as tmp:
         tmp.write_text(
-            markdown_table(TITLES[table], ours, reference, judge_table, diagnostic_rows, withheld, bars)
+            markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars)
         )
 
 

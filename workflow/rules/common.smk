@@ -4,9 +4,6 @@ from pipeline.train.families import audio_variant, family, seeds_of, variant_fam
 
 FIGURE_KINDS = ["swap", "generation"]
 LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures
-# The datasets of each results table made by make_table: Table 1 has the paper's columns, moving dSprites
-# its own table. DSVAE's tables (dsvae_table1, dsvae_dynamics) have their own rules (dsvae.smk).
-TABLE_DATASETS = {"table1": config["datasets"], "dsprites": ["dsprites"]}
 
 
 wildcard_constraints:
@@ -14,7 +11,7 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     source="[a-z0-9-]+",
     seed="[0-9]+",
-    table="|".join(TABLE_DATASETS),
+    table="|".join(config["table_datasets"]),
 
 
 def family_of_row(method):
@@ -38,7 +35,7 @@ def trained_models(dataset, methods):
 def metrics_of_table(wildcards):
     return [
         f"results/metrics/{dataset}/{method}/seed{seed}.csv"
-        for dataset in TABLE_DATASETS[wildcards.table]
+        for dataset in config["table_datasets"][wildcards.table]
         for method, seed, _ in trained_models(dataset, config["methods"])
     ]
 
@@ -53,14 +50,21 @@ def diagnostics_of_table(wildcards):
     encoded = [m for m in config["methods"] if family_of_row(m).encoder]
     return [
         f"results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv"
-        for dataset in TABLE_DATASETS[wildcards.table]
+        for dataset in config["table_datasets"][wildcards.table]
         for method, seed, _ in trained_models(dataset, encoded)
     ]
 
 
 def judge_accuracies_of_table(wildcards):
     return expand(
-        "results/judges/{dataset}/accuracy.csv", dataset=TABLE_DATASETS[wildcards.table]
+        "results/judges/{dataset}/accuracy.csv",
+        dataset=config["table_datasets"][wildcards.table],
+    )
+
+
+def datasets_of_table(wildcards):
+    return expand(
+        "results/data/{dataset}.h5", dataset=config["table_datasets"][wildcards.table]
     )
 
 
@@ -81,7 +85,9 @@ def default_tables(wildcards):
 
 
 def figures_of_all_models(wildcards):
-    datasets = [d for table in config["tables"] for d in TABLE_DATASETS.get(table, [])]
+    datasets = [
+        d for table in config["tables"] for d in config["table_datasets"].get(table, [])
+    ]
     return expand(
         "results/figures/{dataset}/{method}_{kind}.png",
         dataset=datasets,

@@ -1,6 +1,10 @@
 rule make_table:
-    """A results table (table1: Sprites and SMMNIST; dsprites): every model's metrics, judge accuracy, published rows."""
+    """A results table (its datasets: config table_datasets): every model's metrics, judge accuracy, published rows.
+
+    The dataset files give each dataset's title and generation directions (their `protocol` attribute).
+    """
     input:
+        datasets=datasets_of_table,
         metrics=metrics_of_table,
         diagnostics=diagnostics_of_table,
         judges=judge_accuracies_of_table,

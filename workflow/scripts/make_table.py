@@ -4,7 +4,7 @@ from pipeline.stage import run_stage
 run_stage(
     snakemake,
     make_table,
-    table=snakemake.wildcards.table,
+    datasets=list(snakemake.input.datasets),
     metrics=list(snakemake.input.metrics),
     judges=list(snakemake.input.judges),
     diagnostics=list(snakemake.input.diagnostics),
