@@ -145,8 +145,14 @@ def test_a_dataset_built_before_it_carried_its_protocol_names_the_file_and_how_t
         del f.attrs["protocol"]  # as build_dsprites wrote it before the protocol moved into the file
     for read in (
         lambda: h5io.read_protocol(data),
-        lambda: evaluate_model(
-            model="missing.pt", judge="missing.pt", dataset=str(data), output="m.csv", config={}, method="m"
+        lambda: call_with_config(
+            evaluate_model,
+            WORKFLOW_CONFIG,
+            model="missing.pt",
+            judge="missing.pt",
+            dataset=str(data),
+            output="m.csv",
+            method="m",
         ),
         lambda: make_table(
             datasets=[str(data)], metrics=[], judges=[], published="p", output_csv="t.csv", output_md="t.md"

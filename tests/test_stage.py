@@ -104,11 +104,15 @@ def test_a_stage_with_list_arguments_runs_from_the_shell(tmp_path: Path):
             path, index=False
         )
         metrics.append(str(path))
+    data = tmp_path / "dsprites.h5"  # the dataset file: the table reads its title and directions there
+    built = python("-m", "pipeline.data.dsprites", "--output", str(data), "--train-sequences", "2",
+                   "--test-sequences", "2", "--frames", "2", cwd=tmp_path)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
     judges = tmp_path / "accuracy.csv"
     pd.DataFrame({"dataset": ["dsprites"], "head": ["motion"], "accuracy": [0.9], "n": [30]}).to_csv(judges)
     out = tmp_path / "tables" / "dsprites.csv"
     result = python(
-        "-m", "pipeline.report.tables", "make_table", "--table", "dsprites", "--metrics", *metrics,
+        "-m", "pipeline.report.tables", "make_table", "--datasets", str(data), "--metrics", *metrics,
         "--judges", str(judges), "--published", str(REPO / "workflow/published/dsprites.csv"),
         "--output-csv", str(out), "--output-md", str(out.with_suffix(".md")),
         cwd=tmp_path,

@@ -242,6 +242,23 @@ def load_paints(sheets_dir: Path):
     return paints, _paint(load_layer(sheets_dir=sheets_dir, files=SHOES.files))
 
 
+FACTORS = [Factor("action", "dynamic", ACTION_CLASSES)] + [
+    Factor(name, "static", tuple(v.name for v in variants)) for name, variants in ATTRIBUTES.items()
+]
+
+
+def split_arrays(ids: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of one split: its characters' clips (9 actions each, in label order) and their labels."""
+    n_classes = len(ACTION_CLASSES)
+    variants = np.unravel_index(ids, (N_VARIANTS,) * len(ATTRIBUTES))
+    return {
+        "frames": frames,
+        "sequence_id": np.repeat(ids, n_classes),
+        "action": np.tile(np.arange(n_classes), len(ids)),
+        **{name: np.repeat(index, n_classes) for name, index in zip(ATTRIBUTES, variants, strict=True)},
+    }
+
+
 def build_sprites(
     *,
     sheets_dir: Path | str,
@@ -279,18 +296,7 @@ def build_sprites(
         split, row = place[character]
         frames[split][row * n_classes : (row + 1) * n_classes] = clips
 
-    splits = {}
-    for split, ids in kept.items():
-        variants = np.unravel_index(ids, (N_VARIANTS,) * len(ATTRIBUTES))
-        splits[split] = {
-            "frames": frames[split],
-            "sequence_id": np.repeat(ids, n_classes),
-            "action": np.tile(np.arange(n_classes), len(ids)),
-            **{name: np.repeat(index, n_classes) for name, index in zip(ATTRIBUTES, variants, strict=True)},
-        }
-    factors = [Factor("action", "dynamic", ACTION_CLASSES)] + [
-        Factor(name, "static", tuple(v.name for v in variants)) for name, variants in ATTRIBUTES.items()
-    ]
+    splits = {split: split_arrays(ids, frames[split]) for split, ids in kept.items()}
     logger.info(
         "rendered %s sequences in %.1f s",
         {s: len(a["frames"]) for s, a in splits.items()},
@@ -299,7 +305,7 @@ def build_sprites(
     write_dataset(
         output,
         name="sprites",
-        factors=factors,
+        factors=FACTORS,
         splits=splits,
         protocol=PROTOCOL,
         compression_level=compression_level,

@@ -12,7 +12,6 @@ import logging
 
 import pandas as pd
 
-from pipeline.config import FromConfig
 from pipeline.data.h5io import Protocol, atomic_path, read_attrs, read_protocol
 from pipeline.evaluate.columns import HEADLINE, TABLE_COLUMNS, VERIFICATION_COLUMNS
 
@@ -187,13 +186,13 @@ def make_table(
     output_csv: str,
     output_md: str,
     diagnostics: list[str] = (),
-    judge_bars: dict[str, float] = FromConfig("judge.min_accuracy"),
+    judge_bars: dict[str, float] | None = None,
 ) -> None:
     """Our rows (mean and std over training seeds of the per-seed metric files) beside the published ones;
     a dataset whose judge is below its bar (`judge_bars`, per dataset) is withheld, with the reason. The
     dataset files `datasets` give each dataset's title and directions."""
     protocols = table_protocols(datasets)
-    bars = dict(judge_bars)
+    bars = dict(judge_bars or {})
     judge_table = _concat(judges)
     per_seed = _concat(metrics)
     unknown = sorted((set(per_seed["dataset"]) | set(judge_table["dataset"])) - set(protocols))
