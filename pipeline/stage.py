@@ -17,6 +17,7 @@ signature needs no CLI edit:
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib
 import inspect
@@ -112,6 +113,46 @@ def run_stage(smk, stage: Callable, **paths) -> None:
     logger = logging.getLogger(stage.__module__)
     logger.info("rule %s, %d thread(s), wildcards %s", smk.rule, smk.threads, dict(smk.wildcards))
     call_stage(stage, kwargs, log_path)
+
+
+def stage_of_rule(rule: str) -> Callable:
+    """The stage function rule `rule` runs: the function of the same name (verb_object) in pipeline/.
+
+    Found by reading the sources, so that only the module that holds it is imported."""
+    package = Path(__file__).resolve().parent
+    holders = [
+        path
+        for path in sorted(package.rglob("*.py"))
+        if any(
+            isinstance(node, ast.FunctionDef) and node.name == rule
+            for node in ast.parse(path.read_text()).body
+        )
+    ]
+    if len(holders) != 1:
+        raise LookupError(
+            f"rule {rule}: {len(holders)} functions named {rule} in pipeline/ ({holders}): a rule runs the one "
+            "stage function of its name"
+        )
+    module = ".".join(holders[0].relative_to(package.parent).with_suffix("").parts)
+    return getattr(importlib.import_module(module), rule)
+
+
+def _named(files) -> dict:
+    return {name: value if isinstance(value, str) else list(value) for name, value in files.items()}
+
+
+def run_rule(smk) -> None:
+    """The job of a rule with the generic script (workflow/scripts/stage.py): run the stage function of the
+    rule's name with the rule's named inputs, named outputs and params as keyword arguments of the same
+    names, and the wildcards the function takes (read as its annotations say, `int` for a seed)."""
+    stage = stage_of_rule(smk.rule)
+    hints = _type_hints(stage)
+    wildcards = {
+        name: int(value) if int in _members(hints.get(name, str))[0] else value
+        for name, value in smk.wildcards.items()
+        if name in inspect.signature(stage).parameters
+    }
+    run_stage(smk, stage, **{**wildcards, **_named(smk.input), **_named(smk.output)})
 
 
 # --- the command line --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,42 @@ def test_a_rule_that_does_not_pass_a_config_argument_is_named(tmp_path, restore_
     smk.params["judge_epochs"] = 1
     run_stage(smk, configured, output="x")
     assert configured.seen["epochs"] == 2 and configured.seen["judge_epochs"] == 1
+
+
+def _rule_sections(text: str) -> dict[str, dict[str, list[str]]]:
+    """{rule: {section: the names of its named entries}} of a rule file, for input, output and params."""
+    rules = {}
+    for block in re.split(r"(?m)^(?=rule )", text)[1:]:
+        name = re.match(r"rule (\w+):", block).group(1)
+        sections = {}
+        for section in ("input", "output", "params", "script"):
+            body = re.search(rf"(?m)^    {section}:\n((?:        .*\n|            .*\n)+)", block)
+            lines = body.group(1).splitlines() if body else []
+            sections[section] = [m.group(1) for line in lines if (m := re.match(r"        (\w+)=", line))]
+            if section == "script":
+                sections[section] = [line.strip().strip('"') for line in lines]
+        rules[name] = sections
+    return rules
+
+
+def test_every_rule_passes_exactly_what_its_stage_reads():
+    """A rule runs the stage function of its name: its named inputs, outputs and params are arguments of
+    that function, and every argument the function reads from the config (FromConfig) is one of its params."""
+    import inspect
+
+    from pipeline.stage import stage_of_rule
+
+    checked = 0
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule, sections in _rule_sections(path.read_text()).items():
+            if sections["script"] != ["../scripts/stage.py"]:
+                assert rule == "download_source", f"{rule} has a script of its own: {sections['script']}"
+                continue
+            parameters = inspect.signature(stage_of_rule(rule)).parameters
+            for section in ("input", "output", "params"):
+                unknown = set(sections[section]) - set(parameters)
+                assert not unknown, f"rule {rule}: {section} {sorted(unknown)} are no arguments of its stage"
+            from_config = {n for n, p in parameters.items() if isinstance(p.default, FromConfig)}
+            assert from_config <= set(sections["params"]), f"rule {rule} does not pass {from_config}"
+            checked += 1
+    assert checked >= 20

@@ -10,7 +10,7 @@ wildcard_constraints:
     dataset="[a-z0-9]+",
     method="[a-z0-9_]+",
     source="[a-z0-9-]+",
-    seed="[0-9]+",
+    training_seed="[0-9]+",
     table="|".join(config["table_datasets"]),
 
 

@@ -18,9 +18,9 @@ rule download_source:
 rule build_sprites:
     """Composite the LPC sheets into Sprites (DSVAE recipe): 9 actions x 1296 characters, seed-423 split."""
     input:
-        sheets="resources/lpc-sprites/SHA256SUMS",
+        "resources/lpc-sprites/SHA256SUMS",
     output:
-        "results/data/sprites.h5",
+        output="results/data/sprites.h5",
     log:
         "logs/build_sprites/sprites.log",
     benchmark:
@@ -31,18 +31,19 @@ rule build_sprites:
     resources:
         mem_mb=4000,
     params:
+        sheets_dir=lambda wildcards, input: input[0].rsplit("/", 1)[0],
         train_characters=config["sprites"]["train_characters"],
         test_characters=config["sprites"]["test_characters"],
     script:
-        "../scripts/build_sprites.py"
+        "../scripts/stage.py"
 
 
 rule build_smmnist:
     """Stochastic Moving MNIST (Denton & Fergus 2018): two bouncing digits, a new random velocity per bounce."""
     input:
-        mnist="resources/mnist/SHA256SUMS",
+        "resources/mnist/SHA256SUMS",
     output:
-        "results/data/smmnist.h5",
+        output="results/data/smmnist.h5",
     log:
         "logs/build_smmnist/smmnist.log",
     benchmark:
@@ -53,19 +54,20 @@ rule build_smmnist:
     resources:
         mem_mb=4000,
     params:
+        mnist_dir=lambda wildcards, input: input[0].rsplit("/", 1)[0],
         train_sequences=config["smmnist"]["train_sequences"],
         test_sequences=config["smmnist"]["test_sequences"],
         judge_train_sequences=config["smmnist"]["judge_train_sequences"],
         frames=config["smmnist"]["frames"],
         seed=config["seed"],
     script:
-        "../scripts/build_smmnist.py"
+        "../scripts/stage.py"
 
 
 rule build_dsprites:
     """Generate moving dSprites from the seed (no download): shape, colour, scale static; motion, rotation dynamic."""
     output:
-        "results/data/dsprites.h5",
+        output="results/data/dsprites.h5",
     log:
         "logs/build_dsprites/dsprites.log",
     benchmark:
@@ -83,13 +85,13 @@ rule build_dsprites:
         image_size=config["dsprites"]["image_size"],
         seed=config["seed"],
     script:
-        "../scripts/build_dsprites.py"
+        "../scripts/stage.py"
 
 
 rule build_bouncing:
     """Simulate the bouncing-ball dataset of DSVAE section 4.3 (pymunk, elastic walls of a fixed polygon)."""
     output:
-        "results/data/bouncing.h5",
+        output="results/data/bouncing.h5",
     log:
         "logs/build_bouncing/bouncing.log",
     benchmark:
@@ -107,7 +109,7 @@ rule build_bouncing:
         shape=config["bouncing"]["shape"],
         seed=config["seed"],
     script:
-        "../scripts/build_bouncing.py"
+        "../scripts/stage.py"
 
 
 rule build_audio:
@@ -115,7 +117,7 @@ rule build_audio:
     input:
         audio_source,
     output:
-        "results/data/{dataset}.h5",
+        output="results/data/{dataset}.h5",
     log:
         "logs/build_audio/{dataset}.log",
     benchmark:
@@ -131,4 +133,4 @@ rule build_audio:
         root=audio_root,
         features=config["audio"]["features"],
     script:
-        "../scripts/build_audio.py"
+        "../scripts/stage.py"

@@ -1,15 +1,15 @@
 rule evaluate_model:
     """Table 1 metrics of one model: regenerate test clips with one latent fixed, score with the judge."""
     input:
-        model="results/models/{dataset}/{method}/seed{seed}/model.pt",
+        model="results/models/{dataset}/{method}/seed{training_seed}/model.pt",
         judge="results/judges/{dataset}/judge.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        "results/metrics/{dataset}/{method}/seed{seed}.csv",
+        output="results/metrics/{dataset}/{method}/seed{training_seed}.csv",
     log:
-        "logs/evaluate_model/{dataset}_{method}_seed{seed}.log",
+        "logs/evaluate_model/{dataset}_{method}_seed{training_seed}.log",
     benchmark:
-        "benchmarks/evaluate_model/{dataset}_{method}_seed{seed}.tsv"
+        "benchmarks/evaluate_model/{dataset}_{method}_seed{training_seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]
@@ -22,26 +22,26 @@ rule evaluate_model:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/evaluate_model.py"
+        "../scripts/stage.py"
 
 
 rule diagnose_model:
     """Where each factor lives: judge on reconstructions and swaps, linear probes of z_f and z_1:T, loss terms."""
     input:
-        model="results/models/{dataset}/{method}/seed{seed}/model.pt",
+        model="results/models/{dataset}/{method}/seed{training_seed}/model.pt",
         judge="results/judges/{dataset}/judge.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        csv="results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv",
-        png=report(
-            "results/metrics/{dataset}/{method}/seed{seed}_probes.png",
+        output_csv="results/metrics/{dataset}/{method}/seed{training_seed}_diagnostics.csv",
+        output_png=report(
+            "results/metrics/{dataset}/{method}/seed{training_seed}_probes.png",
             category="Diagnostics",
             caption="../report/probes.rst",
         ),
     log:
-        "logs/diagnose_model/{dataset}_{method}_seed{seed}.log",
+        "logs/diagnose_model/{dataset}_{method}_seed{training_seed}.log",
     benchmark:
-        "benchmarks/diagnose_model/{dataset}_{method}_seed{seed}.tsv"
+        "benchmarks/diagnose_model/{dataset}_{method}_seed{training_seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]
@@ -54,7 +54,7 @@ rule diagnose_model:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/diagnose_model.py"
+        "../scripts/stage.py"
 
 
 rule evaluate_verification:
@@ -63,7 +63,7 @@ rule evaluate_verification:
         model="results/models/{dataset}/{method}/z{dim}/model.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        "results/metrics/{dataset}/{method}/z{dim}_verification.csv",
+        output="results/metrics/{dataset}/{method}/z{dim}_verification.csv",
     log:
         "logs/evaluate_verification/{dataset}_{method}_z{dim}.log",
     conda:
@@ -75,7 +75,7 @@ rule evaluate_verification:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
     script:
-        "../scripts/evaluate_verification.py"
+        "../scripts/stage.py"
 
 
 rule make_dsvae_table1:
@@ -86,8 +86,8 @@ rule make_dsvae_table1:
         dataset="results/data/sprites.h5",
         published="workflow/published/dsvae_table1.csv",
     output:
-        csv=report("results/tables/dsvae_table1.csv", category="Tables"),
-        md="results/tables/dsvae_table1.md",
+        output=report("results/tables/dsvae_table1.csv", category="Tables"),
+        output_md="results/tables/dsvae_table1.md",
     log:
         "logs/make_dsvae_table1/sprites.log",
     benchmark:
@@ -106,7 +106,7 @@ rule make_dsvae_table1:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/make_dsvae_table1.py"
+        "../scripts/stage.py"
 
 
 rule evaluate_dynamics:
@@ -115,8 +115,8 @@ rule evaluate_dynamics:
         models=[path for _, _, path in DYNAMICS_MODELS],
         dataset="results/data/bouncing.h5",
     output:
-        csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
-        png=report("results/tables/dsvae_dynamics.png", category="Figures"),
+        output_csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
+        output_png=report("results/tables/dsvae_dynamics.png", category="Figures"),
     log:
         "logs/evaluate_dynamics/bouncing.log",
     benchmark:
@@ -134,4 +134,4 @@ rule evaluate_dynamics:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/evaluate_dynamics.py"
+        "../scripts/stage.py"

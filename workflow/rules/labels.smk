@@ -3,7 +3,7 @@ rule label_flow:
     input:
         dataset="results/data/{dataset}.h5",
     output:
-        "results/labels/{dataset}/flow.h5",
+        output="results/labels/{dataset}/flow.h5",
     log:
         "logs/label_flow/{dataset}.log",
     benchmark:
@@ -22,7 +22,7 @@ rule label_flow:
         raft_weights=config["flow"]["raft_weights"],
         device=config["device"],
     script:
-        "../scripts/label_flow.py"
+        "../scripts/stage.py"
 
 
 rule label_silence:
@@ -30,7 +30,7 @@ rule label_silence:
     input:
         dataset="results/data/{dataset}.h5",
     output:
-        "results/labels/{dataset}/silence.h5",
+        output="results/labels/{dataset}/silence.h5",
     log:
         "logs/label_silence/{dataset}.log",
     conda:
@@ -41,4 +41,4 @@ rule label_silence:
     params:
         threshold_db=config["audio"]["silence_db"],
     script:
-        "../scripts/label_silence.py"
+        "../scripts/stage.py"

@@ -10,8 +10,8 @@ rule make_table:
         judges=judge_accuracies_of_table,
         published="workflow/published/{table}.csv",
     output:
-        csv=report("results/tables/{table}.csv", category="Tables"),
-        md="results/tables/{table}.md",
+        output_csv=report("results/tables/{table}.csv", category="Tables"),
+        output_md="results/tables/{table}.md",
     log:
         "logs/make_table/{table}.log",
     localrule: True
@@ -21,7 +21,7 @@ rule make_table:
     params:
         judge_bars=config["judge"]["min_accuracy"],
     script:
-        "../scripts/make_table.py"
+        "../scripts/stage.py"
 
 
 rule make_table3:
@@ -30,12 +30,12 @@ rule make_table3:
     The voice-conversion figures are inputs so that one target builds every audio result.
     """
     input:
+        conversions_of_all_audio_models,
         verification=verification_of_all_audio_models,
-        conversions=conversions_of_all_audio_models,
         published="workflow/published/table3.csv",
     output:
-        csv=report("results/tables/table3.csv", category="Tables"),
-        md="results/tables/table3.md",
+        output_csv=report("results/tables/table3.csv", category="Tables"),
+        output_md="results/tables/table3.md",
     log:
         "logs/make_table3/table3.log",
     localrule: True
@@ -43,7 +43,7 @@ rule make_table3:
         "../../envs/report.yaml"
     threads: 1
     script:
-        "../scripts/make_table3.py"
+        "../scripts/stage.py"
 
 
 rule plot_figures:
@@ -67,7 +67,7 @@ rule plot_figures:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/plot_figures.py"
+        "../scripts/stage.py"
 
 
 rule plot_latent_space:
@@ -91,7 +91,7 @@ rule plot_latent_space:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/plot_latent_space.py"
+        "../scripts/stage.py"
 
 
 rule convert_voices:
@@ -104,7 +104,7 @@ rule convert_voices:
             "results/figures/{dataset}/{method}/z{dim}_conversion.png",
             category="Figures",
         ),
-        wavs=directory("results/figures/{dataset}/{method}/z{dim}_conversion"),
+        wav_dir=directory("results/figures/{dataset}/{method}/z{dim}_conversion"),
     log:
         "logs/convert_voices/{dataset}_{method}_z{dim}.log",
     conda:
@@ -115,4 +115,4 @@ rule convert_voices:
     params:
         device=config["device"],
     script:
-        "../scripts/convert_voices.py"
+        "../scripts/stage.py"

@@ -3,7 +3,7 @@ rule train_judge:
     input:
         dataset="results/data/{dataset}.h5",
     output:
-        judge="results/judges/{dataset}/judge.pt",
+        output="results/judges/{dataset}/judge.pt",
         accuracy=report("results/judges/{dataset}/accuracy.csv", category="Judge"),
     log:
         "logs/train_judge/{dataset}.log",
@@ -22,7 +22,7 @@ rule train_judge:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/train_judge.py"
+        "../scripts/stage.py"
 
 
 rule train_model:
@@ -30,11 +30,11 @@ rule train_model:
     input:
         unpack(training_inputs),
     output:
-        "results/models/{dataset}/{method}/seed{seed}/model.pt",
+        output="results/models/{dataset}/{method}/seed{training_seed}/model.pt",
     log:
-        "logs/train_model/{dataset}_{method}_seed{seed}.log",
+        "logs/train_model/{dataset}_{method}_seed{training_seed}.log",
     benchmark:
-        "benchmarks/train_model/{dataset}_{method}_seed{seed}.tsv"
+        "benchmarks/train_model/{dataset}_{method}_seed{training_seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["threads"]
@@ -49,7 +49,7 @@ rule train_model:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/train_model.py"
+        "../scripts/stage.py"
 
 
 rule train_audio_model:
@@ -58,7 +58,7 @@ rule train_audio_model:
         dataset="results/data/{dataset}.h5",
         labels="results/labels/{dataset}/silence.h5",
     output:
-        "results/models/{dataset}/{method}/z{dim}/model.pt",
+        output="results/models/{dataset}/{method}/z{dim}/model.pt",
     log:
         "logs/train_audio_model/{dataset}_{method}_z{dim}.log",
     benchmark:
@@ -78,4 +78,4 @@ rule train_audio_model:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/train_audio_model.py"
+        "../scripts/stage.py"
