@@ -130,8 +130,8 @@ def stage_of_rule(rule: str) -> Callable:
     ]
     if len(holders) != 1:
         raise LookupError(
-            f"rule {rule}: {len(holders)} functions named {rule} in pipeline/ ({holders}): a rule runs the one "
-            "stage function of its name"
+            f"rule {rule}: {len(holders)} functions named {rule} in pipeline/ ({holders}): a rule runs the "
+            "one stage function of its name"
         )
     module = ".".join(holders[0].relative_to(package.parent).with_suffix("").parts)
     return getattr(importlib.import_module(module), rule)

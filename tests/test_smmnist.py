@@ -155,15 +155,8 @@ def test_load_mnist_needs_a_verified_folder(tmp_path):
 def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
     mnist = write_fake_mnist(tmp_path / "mnist")
     output = tmp_path / "smmnist.h5"
-    call_with_config(
-        build_smmnist,
-        WORKFLOW_CONFIG,
-        mnist_dir=mnist,
-        output=output,
-        train_sequences=6,
-        test_sequences=4,
-        seed=1,
-    )
+    sizes = {"train_sequences": 6, "test_sequences": 4, "seed": 1}
+    call_with_config(build_smmnist, WORKFLOW_CONFIG, mnist_dir=mnist, output=output, **sizes)
     with h5py.File(output, "r") as f:
         assert f.attrs["name"] == "smmnist"
         assert tuple(f.attrs["frame_shape"]) == (15, 64, 64, 1)
@@ -182,14 +175,6 @@ def test_build_writes_the_layout_with_digits_and_trajectories(tmp_path):
         assert json.loads(f.attrs["protocol"]) == protocol
         first = f["train/frames"][:]
     assert read_protocol(output) == PROTOCOL
-    call_with_config(
-        build_smmnist,
-        WORKFLOW_CONFIG,
-        mnist_dir=mnist,
-        output=output,
-        train_sequences=6,
-        test_sequences=4,
-        seed=1,
-    )
+    call_with_config(build_smmnist, WORKFLOW_CONFIG, mnist_dir=mnist, output=output, **sizes)
     with h5py.File(output, "r") as f:
         np.testing.assert_array_equal(f["train/frames"][:], first)
