@@ -369,9 +369,14 @@ def test_smoke_run_end_to_end(tmp_path: Path):
         assert upstream not in counts, f"--forcerun train_model reran {upstream}"
 
     # README's report command, with the run's --config, holds every table and figure of the run.
-    report = snakemake("--report", "report.html", *config, cwd=work)
+    report = snakemake("--report", "results/report.html", *config, cwd=work)
     assert report.returncode == 0, report.stdout[-3000:]
-    assert (work / "report.html").stat().st_size > 0
+    text = (work / "results" / "report.html").read_text()
+    for name in ["dsprites.csv", "dsprites.html", "accuracy.csv", *(Path(f).name for f in figures)]:
+        assert name in text, f"the report does not hold {name}"
+    assert "Static/dynamic swap" in text and "Results table dsprites" in text  # the captions
+    rendered = (work / "results" / "tables" / "dsprites.html").read_text()
+    assert "<table>" in rendered and "<h1>Moving dSprites: generation scored by the judge</h1>" in rendered
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
 from pipeline.evaluate import heads, metrics  # noqa: E402
 from pipeline.evaluate.table1 import judge_generations, posterior_means  # noqa: E402
 from pipeline.report.figures import save_figure  # noqa: E402
-from pipeline.report.tables import markdown_dsvae_table1, over_seeds  # noqa: E402
+from pipeline.report.tables import markdown_dsvae_table1, over_seeds, write_markdown  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.loop import autocast  # noqa: E402
 
@@ -137,6 +137,7 @@ def make_dsvae_table1(
     dataset: str,
     output: str,
     output_md: str,
+    output_html: str | None = None,
     published: str | None = None,
     evaluate: dict = FromConfig("evaluate"),
     bf16: bool | str = FromConfig("train.bf16"),
@@ -181,8 +182,7 @@ def make_dsvae_table1(
         table = pd.concat([table, reference.reindex(columns=table.columns)], ignore_index=True)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
-    with atomic_path(output_md) as tmp:
-        tmp.write_text(markdown_dsvae_table1(table))
+    write_markdown(markdown_dsvae_table1(table), output_md, output_html)
 
 
 @torch.no_grad()

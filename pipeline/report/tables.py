@@ -8,8 +8,10 @@ Torch-free: a table is built with pandas and h5py alone.
 
 from __future__ import annotations
 
+import html
 import logging
 
+import markdown
 import pandas as pd
 
 from pipeline.data.h5io import Protocol, atomic_path, read_attrs, read_protocol
@@ -168,6 +170,31 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+_HTML_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.2em; }}
+th, td {{ border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }} th {{ background: #eee; }}
+td:first-child, th:first-child {{ text-align: left; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def write_markdown(text: str, output_md: str, output_html: str | None = None) -> None:
+    """A table's Markdown, and (with `output_html`) the same rendered as a page, which the Snakemake report
+    shows as tables rather than as text."""
+    with atomic_path(output_md) as tmp:
+        tmp.write_text(text)
+    if output_html is None:
+        return
+    title = text.splitlines()[0].lstrip("# ") if text else "table"
+    page = _HTML_PAGE.format(title=html.escape(title), body=markdown.markdown(text, extensions=["tables"]))
+    with atomic_path(output_html) as tmp:
+        tmp.write_text(page)
+
+
 def _concat(paths: list[str]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
 
@@ -185,6 +212,7 @@ def make_table(
     published: str,
     output_csv: str,
     output_md: str,
+    output_html: str | None = None,
     diagnostics: list[str] = (),
     judge_bars: dict[str, float] | None = None,
 ) -> None:
@@ -216,10 +244,8 @@ def make_table(
     diagnostic_rows = _concat(list(diagnostics))
     if len(diagnostic_rows):
         diagnostic_rows = diagnostic_rows[~diagnostic_rows["dataset"].isin(withheld)]
-    with atomic_path(output_md) as tmp:
-        tmp.write_text(
-            markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars)
-        )
+    text = markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars)
+    write_markdown(text, output_md, output_html)
 
 
 def markdown_table3(table: pd.DataFrame) -> str:
@@ -240,7 +266,14 @@ def markdown_table3(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_table3(*, verification: list[str], published: str, output_csv: str, output_md: str) -> None:
+def make_table3(
+    *,
+    verification: list[str],
+    published: str,
+    output_csv: str,
+    output_md: str,
+    output_html: str | None = None,
+) -> None:
     """Concatenate per-model verification files; add the published rows labelled `published: `."""
     ours = pd.concat([pd.read_csv(path) for path in verification], ignore_index=True)
     ours["source"] = "seqdis"
@@ -249,8 +282,7 @@ def make_table3(*, verification: list[str], published: str, output_csv: str, out
     table = pd.concat([ours, reference], ignore_index=True)[VERIFICATION_COLUMNS + ["source"]]
     with atomic_path(output_csv) as tmp:
         table.to_csv(tmp, index=False)
-    with atomic_path(output_md) as tmp:
-        tmp.write_text(markdown_table3(table))
+    write_markdown(markdown_table3(table), output_md, output_html)
 
 
 def markdown_dsvae_table1(table: pd.DataFrame) -> str:

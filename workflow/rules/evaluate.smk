@@ -36,7 +36,9 @@ rule diagnose_model:
         output_png=report(
             "results/metrics/{dataset}/{method}/seed{training_seed}_probes.png",
             category="Diagnostics",
+            subcategory="{dataset}",
             caption="../report/probes.rst",
+            labels={"model": "{method}", "seed": "{training_seed}"},
         ),
     log:
         "logs/diagnose_model/{dataset}_{method}_seed{training_seed}.log",
@@ -86,8 +88,18 @@ rule make_dsvae_table1:
         dataset="results/data/sprites.h5",
         published="workflow/published/dsvae_table1.csv",
     output:
-        output=report("results/tables/dsvae_table1.csv", category="Tables"),
+        output=report(
+            "results/tables/dsvae_table1.csv",
+            category="Tables",
+            labels={"table": "dsvae_table1", "file": "csv"},
+        ),
         output_md="results/tables/dsvae_table1.md",
+        output_html=report(
+            "results/tables/dsvae_table1.html",
+            category="Tables",
+            caption="../report/dsvae_table1.rst",
+            labels={"table": "dsvae_table1", "file": "rendered"},
+        ),
     log:
         "logs/make_dsvae_table1/sprites.log",
     benchmark:
@@ -115,8 +127,18 @@ rule evaluate_dynamics:
         models=[path for _, _, path in DYNAMICS_MODELS],
         dataset="results/data/bouncing.h5",
     output:
-        output_csv=report("results/tables/dsvae_dynamics.csv", category="Tables"),
-        output_png=report("results/tables/dsvae_dynamics.png", category="Figures"),
+        output_csv=report(
+            "results/tables/dsvae_dynamics.csv",
+            category="Tables",
+            labels={"table": "dsvae_dynamics", "file": "csv"},
+        ),
+        output_png=report(
+            "results/tables/dsvae_dynamics.png",
+            category="Figures",
+            subcategory="bouncing",
+            caption="../report/dynamics.rst",
+            labels={"model": "DSVAE stochastic vs LSTM", "figure": "Fig. 8"},
+        ),
     log:
         "logs/evaluate_dynamics/bouncing.log",
     benchmark:

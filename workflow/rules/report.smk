@@ -10,8 +10,18 @@ rule make_table:
         judges=judge_accuracies_of_table,
         published="workflow/published/{table}.csv",
     output:
-        output_csv=report("results/tables/{table}.csv", category="Tables"),
+        output_csv=report(
+            "results/tables/{table}.csv",
+            category="Tables",
+            labels={"table": "{table}", "file": "csv"},
+        ),
         output_md="results/tables/{table}.md",
+        output_html=report(
+            "results/tables/{table}.html",
+            category="Tables",
+            caption="../report/table.rst",
+            labels={"table": "{table}", "file": "rendered"},
+        ),
     log:
         "logs/make_table/{table}.log",
     localrule: True
@@ -34,8 +44,18 @@ rule make_table3:
         verification=verification_of_all_audio_models,
         published="workflow/published/table3.csv",
     output:
-        output_csv=report("results/tables/table3.csv", category="Tables"),
+        output_csv=report(
+            "results/tables/table3.csv",
+            category="Tables",
+            labels={"table": "table3", "file": "csv"},
+        ),
         output_md="results/tables/table3.md",
+        output_html=report(
+            "results/tables/table3.html",
+            category="Tables",
+            caption="../report/table3.rst",
+            labels={"table": "table3", "file": "rendered"},
+        ),
     log:
         "logs/make_table3/table3.log",
     localrule: True
@@ -52,9 +72,19 @@ rule plot_figures:
         model="results/models/{dataset}/{method}/seed0/model.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        swap=report("results/figures/{dataset}/{method}_swap.png", category="Figures"),
+        swap=report(
+            "results/figures/{dataset}/{method}_swap.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/swap.rst",
+            labels={"model": "{method}", "figure": "swap"},
+        ),
         generation=report(
-            "results/figures/{dataset}/{method}_generation.png", category="Figures"
+            "results/figures/{dataset}/{method}_generation.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/generation.rst",
+            labels={"model": "{method}", "figure": "generation"},
         ),
     log:
         "logs/plot_figures/{dataset}_{method}.log",
@@ -76,9 +106,19 @@ rule plot_latent_space:
         model="results/models/{dataset}/{method}/seed0/model.pt",
         dataset="results/data/{dataset}.h5",
     output:
-        grid=report("results/figures/{dataset}/{method}_zgrid.png", category="Figures"),
+        grid=report(
+            "results/figures/{dataset}/{method}_zgrid.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/zgrid.rst",
+            labels={"model": "{method}", "figure": "z grid"},
+        ),
         trace=report(
-            "results/figures/{dataset}/{method}_ztrace.png", category="Figures"
+            "results/figures/{dataset}/{method}_ztrace.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/ztrace.rst",
+            labels={"model": "{method}", "figure": "z trace"},
         ),
     log:
         "logs/plot_latent_space/{dataset}_{method}.log",
@@ -103,6 +143,9 @@ rule convert_voices:
         figure=report(
             "results/figures/{dataset}/{method}/z{dim}_conversion.png",
             category="Figures",
+            subcategory="{dataset}",
+            caption="../report/conversion.rst",
+            labels={"model": "{method}", "figure": "voice conversion z{dim}"},
         ),
         wav_dir=directory("results/figures/{dataset}/{method}/z{dim}_conversion"),
     log:

@@ -4,7 +4,12 @@ rule train_judge:
         dataset="results/data/{dataset}.h5",
     output:
         output="results/judges/{dataset}/judge.pt",
-        accuracy=report("results/judges/{dataset}/accuracy.csv", category="Judge"),
+        accuracy=report(
+            "results/judges/{dataset}/accuracy.csv",
+            category="Judges",
+            caption="../report/judge.rst",
+            labels={"dataset": "{dataset}"},
+        ),
     log:
         "logs/train_judge/{dataset}.log",
     benchmark:
