@@ -14,8 +14,7 @@ from conftest import call_with_config
 from models import S3VAE, Judge, JudgeConfig, S3VAEConfig
 from pipeline.config import load
 from pipeline.data.dsprites import build_dsprites
-from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import Factor
+from pipeline.data.factors import Factor, judge_heads
 from pipeline.evaluate.diagnostics import diagnose_model, head_classes, probe_matrix
 from pipeline.train.checkpoint import save_model
 

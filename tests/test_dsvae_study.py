@@ -13,8 +13,7 @@ from models import DSVAE, DSVAEConfig, Judge, JudgeConfig
 from pipeline.config import load
 from pipeline.data.bouncing import build_bouncing
 from pipeline.data.clips import ClipSet
-from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import Factor
+from pipeline.data.factors import Factor, judge_heads
 from pipeline.evaluate import metrics
 from pipeline.evaluate.dsvae_study import (
     evaluate_dynamics,

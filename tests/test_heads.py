@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import Factor
+from pipeline.data.factors import Factor, judge_heads
 from pipeline.evaluate import heads
 
 DIGITS = tuple("0123456789")

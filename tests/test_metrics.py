@@ -10,8 +10,8 @@ import torch
 
 from models import S3VAE, S3VAEConfig
 from pipeline.data import smmnist
-from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol
+from pipeline.data.factors import Factor, judge_heads
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol
 from pipeline.evaluate import metrics
 from pipeline.evaluate.table1 import generate, score_run
 

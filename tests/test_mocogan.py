@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from models import Judge, JudgeConfig, MoCoGAN, MoCoGANConfig
-from pipeline.data.factors import judge_heads
-from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol
+from pipeline.data.factors import Factor, judge_heads
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol
 from pipeline.evaluate.heads import predict
 from pipeline.evaluate.sampled import table1_probabilities
 from pipeline.evaluate.table1 import score_run

@@ -26,7 +26,8 @@ import numpy as np
 import pymunk
 
 from pipeline.config import FromConfig
-from pipeline.data.h5io import Factor, write_dataset
+from pipeline.data.factors import Factor
+from pipeline.data.h5io import write_dataset
 
 logger = logging.getLogger(__name__)
 

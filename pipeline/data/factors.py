@@ -1,4 +1,4 @@
-"""Which judge heads a dataset's factors make: one per ungrouped factor and one per group of factors.
+"""A dataset's labelled factors, and the judge heads they make: one per ungrouped factor and one per group.
 
 A head recognises one labelled factor, or one group of factors that share their classes (h5io `group`):
 an order-free multiset such as SMMNIST's two digits. How a head is trained and read:
@@ -11,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.data.h5io import Factor
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    kind: str  # "static" (constant over a clip) or "dynamic" (changes over time)
+    classes: tuple[str, ...]
+    group: str | None = None  # factors of one group form an order-free multiset (pipeline/data/h5io.py)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
 
 
 @dataclass(frozen=True)

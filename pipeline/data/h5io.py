@@ -50,6 +50,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pipeline.data.factors import Factor, judge_heads
+
 LAYOUT_VERSION = 1
 GENERATION_DIRECTIONS = ("fixed_dynamics", "fixed_static")  # which latent a generated clip keeps
 
@@ -66,18 +68,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-@dataclass(frozen=True)
-class Factor:
-    name: str
-    kind: str  # "static" (constant over a clip) or "dynamic" (changes over time)
-    classes: tuple[str, ...]
-    group: str | None = None  # factors of one group form an order-free multiset (see the module doc)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
 
 @dataclass(frozen=True)
@@ -130,7 +120,7 @@ def write_dataset(
     frame_shapes = {s: arrays[key].shape[1:] for s, arrays in splits.items()}
     if len(set(frame_shapes.values())) != 1:
         raise ValueError(f"{path}: splits disagree on the frame shape: {frame_shapes}")
-    heads = list(dict.fromkeys(fac.group or fac.name for fac in factors))  # a group is one head
+    heads = [head.name for head in judge_heads(factors)]
     if protocol is not None and protocol.score_head not in heads:
         raise ValueError(f"{path}: protocol score head '{protocol.score_head}' is none of the heads {heads}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

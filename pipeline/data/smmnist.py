@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig
 from pipeline.data.download import SOURCES, verified_files
-from pipeline.data.h5io import JUDGE_SPLIT, Factor, Protocol, write_dataset
+from pipeline.data.factors import Factor
+from pipeline.data.h5io import JUDGE_SPLIT, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig
 from pipeline.data.download import refetch_hint, verify_files
-from pipeline.data.h5io import GENERATION_DIRECTIONS, Factor, Protocol, write_dataset
+from pipeline.data.factors import Factor
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 

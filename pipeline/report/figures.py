@@ -101,6 +101,18 @@ def sampled_codes(net: nn.Module, batch: int, steps: int) -> Codes:
     return Codes(clips, "sampled", ("content", "motion"), static, dynamic, decode, contents, motions)
 
 
+def figure_clips(model: str, dataset: str, *, seed: int, device: str) -> tuple[nn.Module, Tensor, Tensor]:
+    """The model, seeded, and the test clips its figures show: (model, picked indices, clips x)."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    net = load_model(model, device)
+    data = load_clips(dataset, "test")
+    # Clips of different identities and motions (Sprites stores a character's 9 actions in a row).
+    picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
+    x, _ = data.batch(picks, device)
+    return net, picks, x
+
+
 @torch.no_grad()
 def plot_figures(
     *,
@@ -113,13 +125,7 @@ def plot_figures(
     device: str = FromConfig("device"),
 ) -> None:
     """The swap grid (`swap`) and the fixed-latent generations (`generation`) of row `method` (module doc)."""
-    device = resolve_device(device)
-    torch.manual_seed(seed)
-    net = load_model(model, device)
-    data = load_clips(dataset, "test")
-    # Clips of different identities and motions (Sprites stores a character's 9 actions in a row).
-    picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
-    x, _ = data.batch(picks, device)
+    net, picks, x = figure_clips(model, dataset, seed=seed, device=device)
     codes = (
         encoded_codes(net, x) if family_of_model(net).encoder else sampled_codes(net, len(picks), x.shape[1])
     )
@@ -172,17 +178,12 @@ def plot_latent_space(
     device: str = FromConfig("device"),
 ) -> None:
     """The unordered model's z grid for two identities (its Fig. 3) and one z dimension along clips (4b)."""
-    device = resolve_device(device)
-    torch.manual_seed(seed)
-    net = load_model(model, device)
+    net, picks, x = figure_clips(model, dataset, seed=seed, device=device)
     if not family_of_model(net).frame_latents:
         raise ValueError(
             f"{model} is a {type(net).__name__}, whose z_t is not a code of frame t alone: the latent-space "
             "figures are of a family with frame latents (family: unordered)"
         )
-    data = load_clips(dataset, "test")
-    picks = torch.tensor([0, 13, 40, 62])[: len(data)] % len(data)
-    x, _ = data.batch(picks, device)
     q_static, q_dynamic = net.encode(x)
 
     identities = [0, 1][: len(picks)]

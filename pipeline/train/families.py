@@ -56,8 +56,7 @@ class Family:
 
     def rebuild(self, saved_config: Mapping):
         """The model a checkpoint's `config` (its dataclass as a dict) describes, untrained."""
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in saved_config.items()}
-        return self.model_class(self.config_class(**fields))
+        return self.model_class(self.config_class(**_tuples(saved_config)))
 
 
 def _load(path: str) -> type:
