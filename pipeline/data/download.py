@@ -51,6 +51,7 @@ class RemoteFile:
     path: str  # relative to the source's root: the same under `url_base` and in the mirror folder
     sha256: str
     partial_copy: PartialCopy | None = None  # accepted from a mirror that lacks the full file
+    url_path: str | None = None  # its path under `url_base` where that differs from `path`
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,77 @@ _FSDD = Source(
     files=_manifest("fsdd"),
 )
 
-SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES, _MNIST, _FSDD)}
+# Eleven GRID clips (10 people) and the word timings of one, as the LipNet repository keeps them (CC BY 4.0);
+# provenance in shared/data/grid-samples/SOURCE.md. The full corpus is read from grid.root instead.
+_GRID_SAMPLES = Source(
+    name="grid-samples",
+    url_base="https://raw.githubusercontent.com/rizkiarm/LipNet/bec592aa1e66378bc7ab33f6110f1c8a431b3b9a/"
+    "evaluation/samples/",
+    files=(
+        RemoteFile(
+            "bbaf2n.mpg",
+            "e468120039e208b5ff9b9e269f8dc96bbddc45701f8dddcf2c0ae21abc0df546",
+            url_path="GRID/bbaf2n.mpg",
+        ),
+        RemoteFile(
+            "brbk7n.mpg",
+            "2122707c6dd3b59a32b5272870afb37397dc6b20cf52241cf8ff7cfda7b3efa3",
+            url_path="GRID/brbk7n.mpg",
+        ),
+        RemoteFile(
+            "id2_vcd_swwp2s.mpg",
+            "3bb8cffd51399caaf0c97abcd32bcab3493b2878ffda73bd648490ea47c75cc0",
+            url_path="id2_vcd_swwp2s.mpg",
+        ),
+        RemoteFile(
+            "lbax4n.mpg",
+            "8f80c8ced6a8cb47d55c5c01704d4669b410369af653f6be7fbda9003337dedf",
+            url_path="GRID/lbax4n.mpg",
+        ),
+        RemoteFile(
+            "lbbc2a.mpg",
+            "9447e5e0732eeaf4444b5ba1e3412c8a9e194975ba7c814fa64c4c41c83d4e4c",
+            url_path="GRID/lbbc2a.mpg",
+        ),
+        RemoteFile(
+            "lrwp9a.mpg",
+            "1a6c86fc5e7d4e9ee66a891f188f9a648c9b8be3bdc2431d73ac7e533aa70b3f",
+            url_path="GRID/lrwp9a.mpg",
+        ),
+        RemoteFile(
+            "lwbsza.mpg",
+            "09090d1f7a8a946233a015a1b4258fafcb790ed6dbbd884ed88ae51fe36841a0",
+            url_path="GRID/lwbsza.mpg",
+        ),
+        RemoteFile(
+            "pwij3p.mpg",
+            "a610d98c101dde3587cc66d70cb569d3b1d0111cfad90bd0037e47e21316beda",
+            url_path="GRID/pwij3p.mpg",
+        ),
+        RemoteFile(
+            "sbia1a.mpg",
+            "768e49272122f1577839db576ea00146d08e83d778c7fe8b9ca1b194dff57c7d",
+            url_path="GRID/sbia1a.mpg",
+        ),
+        RemoteFile(
+            "sbwe5n.mpg",
+            "6707e709f1d713a6ff6673c85605e2fa721cfe59749c56b9f34e6d159c5fdf55",
+            url_path="GRID/sbwe5n.mpg",
+        ),
+        RemoteFile(
+            "swiz3n.mpg",
+            "080f3e1511879a3baa41cdc31aa7029981f29c71434a570de3d52ee78f9e5dd0",
+            url_path="GRID/swiz3n.mpg",
+        ),
+        RemoteFile(
+            "swwp2s.align",
+            "6d9772867737cf27622c07f8632d5fd51879080c310f5a89a266af2b692de733",
+            url_path="swwp2s.align",
+        ),
+    ),
+)
+
+SOURCES: dict[str, Source] = {source.name: source for source in (_LPC_SPRITES, _MNIST, _FSDD, _GRID_SAMPLES)}
 
 
 def sha256_file(path: Path | str) -> str:
@@ -207,7 +278,7 @@ def _open_origin(source: Source, file: RemoteFile, mirror: Path | None) -> Itera
         with open(origin, "rb") as stream:
             yield stream, str(origin)
         return
-    url = source.url_base + file.path
+    url = source.url_base + (file.url_path or file.path)
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
     except (urllib.error.URLError, TimeoutError) as err:

@@ -106,6 +106,11 @@ def audio_source(wildcards):
     return ["resources/fsdd/SHA256SUMS"] if wildcards.dataset == "fsdd" else []
 
 
+def grid_source(wildcards):
+    """The mirror's GRID samples come through download_source; the full corpus is the user's grid.root."""
+    return [] if config["grid"]["root"] else ["resources/grid-samples/SHA256SUMS"]
+
+
 def audio_root(wildcards):
     return "resources/fsdd" if wildcards.dataset == "fsdd" else config["timit"]["root"]
 

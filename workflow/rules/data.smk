@@ -88,6 +88,33 @@ rule build_dsprites:
         "../scripts/stage.py"
 
 
+rule build_grid:
+    """GRID talking faces: one face box per video, 64 x 64 crops, clips of 15 frames, speaker identity static."""
+    input:
+        grid_source,
+    output:
+        output="results/data/grid.h5",
+    log:
+        "logs/build_grid/grid.log",
+    benchmark:
+        "benchmarks/build_grid/grid.tsv"
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        videos_dir="resources/grid-samples",
+        root=config["grid"]["root"],
+        clip_frames=config["grid"]["frames"],
+        hop=config["grid"]["hop"],
+        image_size=config["grid"]["image_size"],
+        test_fraction=config["grid"]["test_fraction"],
+        margin=config["faces"]["margin"],
+    script:
+        "../scripts/stage.py"
+
+
 rule build_bouncing:
     """Simulate the bouncing-ball dataset of DSVAE section 4.3 (pymunk, elastic walls of a fixed polygon)."""
     output:
