@@ -9,8 +9,9 @@ regularisers, each switched off by a zero weight:
   negative = another clip.
 - L_DFP (`dynamic_factor_prediction`): a two-layer head on z_t predicts the dynamic pseudo labels: the
   top-k optical-flow cells of each frame (video, `dfp_target="flow_topk"`), or whether each frame is silent
-  (audio, section 4.2, `dfp_target="silence"`). Both are per-frame binary targets, scored by a summed binary
-  cross-entropy.
+  (audio, section 4.2, `dfp_target="silence"`), both per-frame binary targets scored by a summed binary
+  cross-entropy; or, on faces (section 4.2), it regresses the three landmark distances of each frame, two
+  eyelid gaps and the inner-lip gap (`dfp_target="landmark_distances"`), by a summed squared error.
 - L_MI (Eq. 7-8, `mutual_information`): a minibatch estimate of sum_t I(z_f; z_t), penalised.
 
 The ground-truth ablation (`baseline_sv`, `supervised_loss`) replaces pseudo labels by labels: heads on z_f
@@ -69,8 +70,13 @@ class S3VAEConfig:
     scc_weight: float = 0.0
     scc_margin: float = 1.0
     dfp_weight: float = 0.0
-    dfp_target: str = "flow_topk"  # "flow_topk": (B, T, k) cell indices; "silence": (B, T) 0/1 per frame
-    dfp_classes: int = 0  # outputs of the DFP head: flow-grid cells G * G, or 1 for silence
+    # "flow_topk": (B, T, k) cell indices; "silence": (B, T) 0/1 per frame; "landmark_distances": (B, T, 3)
+    dfp_target: str = "flow_topk"
+    dfp_classes: int = 0  # outputs of the DFP head: flow-grid cells G * G, 1 for silence, 3 distances
+    # landmark_distances only: the training split's mean and std of each distance, so that each regressed
+    # distance weighs like a unit-variance target (raw, they are 0.01 to 0.1 of the inter-ocular distance)
+    dfp_target_mean: tuple[float, ...] = ()
+    dfp_target_std: tuple[float, ...] = ()
     mi_weight: float = 0.0
     mi_estimator: str = "mws"  # "mws" as S3VAE Eq. 8, or "mss" (stratified, calibrated to 0 when independent)
     supervised_weight: float = 0.0
@@ -163,11 +169,21 @@ def dfp_labels(targets: dict[str, Tensor], c: S3VAEConfig, B: int, T: int, devic
     return torch.zeros(B, T, c.dfp_classes, device=device).scatter_(-1, cells, 1.0)
 
 
-def dynamic_factor_prediction(head: nn.Module, out: S3VAEOutput, hot: Tensor) -> Tensor:
-    """L_DFP: the summed binary cross-entropy of `head` on each z_t against the frame's targets `hot`
-    (`dfp_labels`), per clip."""
-    logits = head(out.dynamic_sample).float()  # (B, T, G*G) or (B, T, 1)
-    return F.binary_cross_entropy_with_logits(logits, hot, reduction="sum") / out.dynamic_sample.shape[0]
+def dynamic_factor_prediction(
+    head: nn.Module, out: S3VAEOutput, targets: dict[str, Tensor], c: S3VAEConfig
+) -> Tensor:
+    """L_DFP per clip: the summed binary cross-entropy of `head` on each z_t against the frame's binary
+    targets (`dfp_labels`), or the summed squared error of its standardised landmark distances over the
+    frames where a face was found (`distances` (B, T, 3), `face_found` (B, T))."""
+    prediction = head(out.dynamic_sample).float()  # (B, T, G*G), (B, T, 1) or (B, T, 3)
+    B, T = prediction.shape[:2]
+    if c.dfp_target == "landmark_distances":
+        mean, std = prediction.new_tensor(c.dfp_target_mean), prediction.new_tensor(c.dfp_target_std)
+        target = (targets["distances"].float() - mean) / std
+        found = targets["face_found"].float()[..., None]  # (B, T, 1): no face, no target
+        return ((prediction - target).square() * found).sum() / B
+    hot = dfp_labels(targets, c, B, T, prediction.device)
+    return F.binary_cross_entropy_with_logits(prediction, hot, reduction="sum") / B
 
 
 def supervised_loss(
@@ -285,10 +301,10 @@ class S3VAE(BidirectionalStaticVAE):
     ) -> dict[str, Tensor]:
         """Negative ELBO (Eq. 5) plus the weighted regularisers; every term is per clip, averaged over B.
 
-        `targets` holds the L_DFP target (`flow_topk` (B, T, k) cell indices or `silence` (B, T) 0/1) and,
-        for the ground-truth heads, one (B,) int64 class tensor or (B, classes) class distribution per
-        labelled head (an order-free group such as SMMNIST's two digits is a distribution) and one
-        standardised (B, T, ...) tensor per regressed state. The likelihood of pixels (or feature values)
+        `targets` holds the L_DFP target (`flow_topk` (B, T, k) cell indices, `silence` (B, T) 0/1, or
+        `distances` (B, T, 3) with `face_found` (B, T)) and, for the ground-truth heads, one (B,) int64
+        class tensor or (B, classes) class distribution per labelled head (an order-free group such as
+        SMMNIST's two digits is a distribution) and one standardised (B, T, ...) tensor per regressed state. The likelihood of pixels (or feature values)
         is the config's (`models.blocks.pixel_nll`).
         """
         c = self.config
@@ -305,8 +321,7 @@ class S3VAE(BidirectionalStaticVAE):
             terms["scc"] = static_consistency(self.encode_static, out, c.scc_margin)
             total = total + c.scc_weight * terms["scc"]
         if c.dfp_weight > 0:
-            hot = dfp_labels(targets, c, B, T, x.device)  # (B, T, G*G) or (B, T, 1)
-            terms["dfp"] = dynamic_factor_prediction(self.dfp_head, out, hot)
+            terms["dfp"] = dynamic_factor_prediction(self.dfp_head, out, targets, c)
             total = total + c.dfp_weight * terms["dfp"]
         if c.mi_weight > 0:
             terms["mi"] = mutual_information(

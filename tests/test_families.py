@@ -324,3 +324,21 @@ def test_an_unregistered_family_is_refused_with_the_registry_named():
     config["variants"]["framemean"] = {"family": "framemean"}
     with pytest.raises(ConfigError, match="pipeline/train/families.py"):
         validate(config)
+
+
+def test_s3vae_predicts_what_its_label_file_holds():
+    from pipeline.train.families import _dfp_target
+
+    assert _dfp_target({"labeler": "flow-dis", "grid": 8}) == {"dfp_target": "flow_topk", "dfp_classes": 64}
+    landmarks = {
+        "labeler": "landmarks-mediapipe",
+        "distance_names": ["right_eye", "left_eye", "lips"],
+        "distance_mean": [0.09, 0.1, 0.03],
+        "distance_std": [0.01, 0.012, 0.02],
+    }
+    assert _dfp_target(landmarks) == {
+        "dfp_target": "landmark_distances",
+        "dfp_classes": 3,
+        "dfp_target_mean": (0.09, 0.1, 0.03),
+        "dfp_target_std": (0.01, 0.012, 0.02),
+    }

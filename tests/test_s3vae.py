@@ -430,3 +430,48 @@ def test_colour_blind_dynamics_apply_in_training_only():
         torch.manual_seed(1)
         trained = model(x).dynamic.mean
     assert not torch.allclose(trained, encoded, atol=1e-4)
+
+
+def _landmark_model() -> S3VAE:
+    torch.manual_seed(0)
+    config = S3VAEConfig(
+        **TINY,
+        dfp_weight=1.0,
+        dfp_target="landmark_distances",
+        dfp_classes=3,
+        dfp_target_mean=(0.1, 0.1, 0.04),
+        dfp_target_std=(0.01, 0.01, 0.02),
+    )
+    return S3VAE(config)
+
+
+def _landmark_targets(seed: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    found = torch.ones(B, T, dtype=torch.uint8)
+    found[0, 1] = 0
+    return {"distances": 0.05 + 0.05 * torch.rand(B, T, 3, generator=g), "face_found": found}
+
+
+def test_landmark_dfp_regresses_standardised_distances_where_a_face_was_found():
+    model = _landmark_model()
+    x, _ = batch()
+    targets = _landmark_targets()
+    out = model(x)
+    dfp = model.loss(x, out, targets, dataset_size=100)["dfp"]
+    prediction = model.dfp_head(out.dynamic_sample).detach()
+    standardised = (targets["distances"] - torch.tensor([0.1, 0.1, 0.04])) / torch.tensor([0.01, 0.01, 0.02])
+    squared = (prediction - standardised).square() * targets["face_found"][..., None]
+    assert torch.allclose(dfp.detach(), squared.sum() / B)
+    # a frame without a face has no target: changing its distances changes nothing
+    moved = {**targets, "distances": targets["distances"].clone()}
+    moved["distances"][0, 1] += 1.0
+    assert torch.equal(model.loss(x, out, moved, dataset_size=100)["dfp"], dfp)
+    moved["distances"][0, 2] += 1.0
+    assert not torch.equal(model.loss(x, out, moved, dataset_size=100)["dfp"], dfp)
+
+
+def test_landmark_dfp_trains_the_head_on_z_t():
+    model = _landmark_model()
+    x, _ = batch()
+    model.loss(x, model(x), _landmark_targets(), dataset_size=100)["dfp"].backward()
+    assert model.dfp_head[0].weight.grad.abs().sum() > 0

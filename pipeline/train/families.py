@@ -93,16 +93,29 @@ def _vae_architecture(inputs: ModelInputs) -> dict:
     return {**_frame_geometry(inputs), **shared, **_tuples(inputs.settings)}
 
 
+def _dfp_target(label_attrs: Mapping) -> dict:
+    """What L_DFP predicts on video, from the label file it trains on: the flow labels' top-k cells of a
+    G x G grid, or the landmark labels' three distances, standardised by their training-split statistics."""
+    if str(label_attrs["labeler"]).startswith("landmarks"):
+        return {
+            "dfp_target": "landmark_distances",
+            "dfp_classes": len(label_attrs["distance_names"]),
+            "dfp_target_mean": tuple(float(v) for v in label_attrs["distance_mean"]),
+            "dfp_target_std": tuple(float(v) for v in label_attrs["distance_std"]),
+        }
+    grid = int(label_attrs["grid"])
+    return {"dfp_target": "flow_topk", "dfp_classes": grid * grid}
+
+
 def s3vae_config(inputs: ModelInputs) -> dict:
     """An S3VAE row: the shared architecture plus the variant's regulariser weights. On video, L_DFP predicts
-    the flow labels' top-k cells of a G x G grid and the label heads read the dataset's factors; on speech
-    it predicts the silence labels (S3VAE section 4.2)."""
+    the flow or landmark labels (`_dfp_target`) and the label heads read the dataset's factors; on speech it
+    predicts the silence labels (S3VAE section 4.2)."""
     if inputs.attrs["modality"] == "audio":
         return {**_vae_architecture(inputs), "dfp_target": "silence", "dfp_classes": 1}
     heads = judge_heads(inputs.data.factors)
-    grid = int(inputs.label_attrs["grid"])
     return {
-        "dfp_classes": grid * grid,
+        **_dfp_target(inputs.label_attrs),
         "static_classes": {h.name: h.n_classes for h in heads if h.kind == "static"},
         "dynamic_classes": {h.name: h.n_classes for h in heads if h.kind == "dynamic"},
         "dynamic_regression": {

@@ -73,9 +73,11 @@ def variant_of_row(wildcards):
 
 
 def training_inputs(wildcards):
-    """The dataset, and the pseudo labels of a family that trains on them (S3VAE's DFP term: flow)."""
+    """The dataset, and the pseudo labels of a family that trains on them (S3VAE's DFP term: the flow, or
+    the labels config `dfp_labels` names for the dataset: landmarks on faces)."""
     inputs = {"dataset": f"results/data/{wildcards.dataset}.h5"}
-    for labeller in family_of_row(wildcards.method).labels:
+    for default in family_of_row(wildcards.method).labels:
+        labeller = config["dfp_labels"].get(wildcards.dataset, default)
         inputs["labels"] = f"results/labels/{wildcards.dataset}/{labeller}.h5"
     return inputs
 
