@@ -96,7 +96,7 @@ def _vae_architecture(inputs: ModelInputs) -> dict:
 def _dfp_target(label_attrs: Mapping) -> dict:
     """What L_DFP predicts on video, from the label file it trains on: the flow labels' top-k cells of a
     G x G grid, or the landmark labels' three distances, standardised by their training-split statistics."""
-    if str(label_attrs["labeler"]).startswith("landmarks"):
+    if "distance_names" in label_attrs:
         return {
             "dfp_target": "landmark_distances",
             "dfp_classes": len(label_attrs["distance_names"]),
