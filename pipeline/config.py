@@ -133,6 +133,13 @@ def validate(config: Mapping, source: str = "config") -> None:
             raise ConfigError(
                 f"{source}: {key} {unknown} are not defined under 'variants' ({sorted(variants)})"
             )
+    for table, methods in config["table_methods"].items():
+        unknown = [m for m in methods if m not in variants]
+        if unknown:
+            raise ConfigError(
+                f"{source}: table_methods.{table} {unknown} are not defined under 'variants' "
+                f"({sorted(variants)})"
+            )
     for key in ("dsvae_table1_methods", "dynamics_methods"):
         others = [m for m in config[key] if variants[m].get("family") != "dsvae"]
         if others:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the local data mirror and a verified copy of the LPC sheets fetched from it once."""
+"""Shared fixtures: the local data mirror, a verified copy of the LPC sheets fetched from it once, and a
+small copy of the MUG database in its own layout cut from the mirror's GRID faces."""
 
 from __future__ import annotations
 
@@ -34,6 +35,23 @@ def lpc_sprites(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("lpc-sprites")
     fetch_source(source="lpc-sprites", dest=dest, mirror=mirror)
     return dest
+
+
+@pytest.fixture(scope="session")
+def grid_samples(mirror: Path) -> Path:
+    """The mirror's GRID sample videos (real talking faces, 10 people)."""
+    if not (mirror / "grid-samples").is_dir():
+        pytest.skip(f"the mirror {mirror} has no grid-samples/ folder")
+    return mirror / "grid-samples"
+
+
+@pytest.fixture(scope="session")
+def mug_root(grid_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small copy of the MUG database in its own layout, cut from the GRID faces (tests/mug_fixture.py)."""
+    pytest.importorskip("mediapipe", reason="the face stages need the [faces] extra (README, Faces)")
+    from mug_fixture import write_mug_copy
+
+    return write_mug_copy(tmp_path_factory.mktemp("mug") / "subjects3", grid_samples)
 
 
 def assert_adam_steps_lower(model: torch.nn.Module, loss_at_fixed_noise, *, lr: float, steps: int = 1):

@@ -82,11 +82,29 @@ def test_wrong_type_or_value_names_the_key(override: dict, where: str):
 
 
 def test_the_datasets_of_each_table_are_config():
-    assert load()["table_datasets"] == {"table1": ["sprites", "smmnist"], "dsprites": ["dsprites"]}
+    table1 = ["sprites", "smmnist", "mug"]
+    assert load()["table_datasets"] == {"table1": table1, "table2": ["mug"], "dsprites": ["dsprites"]}
     gpu = load(overrides={"preset": "gpu"})["table_datasets"]
-    assert gpu == {"table1": ["sprites"], "dsprites": ["dsprites"]}  # a preset replaces one table's list
+    assert gpu == {"table1": ["sprites"], "table2": ["mug"], "dsprites": ["dsprites"]}  # one list replaced
     override = load(overrides={"table_datasets": {"dsprites": ["dsprites", "sprites"]}})["table_datasets"]
-    assert override["dsprites"] == ["dsprites", "sprites"] and override["table1"] == ["sprites", "smmnist"]
+    assert override["dsprites"] == ["dsprites", "sprites"] and override["table1"] == table1
+
+
+def test_the_rows_of_a_table_are_config():
+    config = load()
+    assert config["table_methods"] == {"table2": ["no_scc", "no_dfp", "no_mi", "full"]}  # S3VAE Table 2
+    with pytest.raises(ConfigError, match=r"table_methods.table2 \['no_kl'\] are not defined"):
+        load(overrides={"table_methods": {"table2": ["full", "no_kl"]}})
+    with pytest.raises(ConfigError, match="table_methods: Additional properties"):
+        load(overrides={"table_methods": {"table9": ["full"]}})
+
+
+def test_mug_is_config_with_no_copy_by_default():
+    mug = load()["mug"]
+    assert mug == {"root": None, "frames": 15, "image_size": 64, "train_fraction": 0.75}  # S3VAE 5.1
+    assert load()["dfp_labels"]["mug"] == "landmarks"
+    with pytest.raises(ConfigError, match="mug/train_fraction"):
+        load(overrides={"mug": {"train_fraction": 1.5}})
 
 
 @pytest.mark.parametrize(
@@ -94,7 +112,7 @@ def test_the_datasets_of_each_table_are_config():
     [
         ({"table_datasets": {"table1": ["sprites", "mnist"]}}, "table_datasets/table1/1: 'mnist' is not"),
         ({"table_datasets": {"table1": ["bouncing"]}}, "table_datasets/table1/0: 'bouncing' is not"),
-        ({"table_datasets": {"table2": ["sprites"]}}, "table_datasets: Additional properties"),
+        ({"table_datasets": {"table4": ["sprites"]}}, "table_datasets: Additional properties"),
         ({"table_datasets": {"dsprites": []}}, "table_datasets/dsprites"),
     ],
 )
@@ -103,7 +121,7 @@ def test_an_unknown_table_dataset_names_the_key_and_the_known_datasets(override:
         load(overrides=override)
     assert where in str(err.value) and "config.schema.yaml" in str(err.value)
     if "is not" in where:
-        assert "['sprites', 'smmnist', 'dsprites']" in str(err.value)
+        assert "['sprites', 'smmnist', 'dsprites', 'mug']" in str(err.value)
 
 
 def test_unknown_preset_lists_the_presets():

@@ -27,6 +27,7 @@ STAGE_MODULES = {
     "pipeline.data.smmnist": ["build_smmnist"],
     "pipeline.data.dsprites": ["build_dsprites"],
     "pipeline.data.bouncing": ["build_bouncing"],
+    "pipeline.data.mug": ["build_mug"],
     "pipeline.data.audio": ["build_audio"],
     "pipeline.labels.flow": ["label_flow"],
     "pipeline.labels.silence": ["label_silence"],

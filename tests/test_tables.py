@@ -228,3 +228,49 @@ def test_tables_are_built_without_torch(tmp_path):
         timeout=120,
     )
     assert "torch is blocked" in blocked_import.stderr  # the block works, so the table really had no torch
+
+
+def test_the_mug_column_and_table2_print_the_papers_rows(tmp_path):
+    """Table 1's MUG column and Table 2 (S3VAE's ablation on MUG) beside their published rows."""
+    from pipeline.data import mug
+
+    datasets = [dataset_file(tmp_path, "mug", mug.PROTOCOL)]
+    make_table(datasets=datasets, **table_inputs(tmp_path, ["mug"]))
+    table = pd.read_csv(tmp_path / "table.csv")
+    published = table[table["method"] == "published: full model"].set_index("metric")["value"]
+    assert published.to_dict() == {"Acc": 0.7051, "IS": 5.136, "H(y|x)": 0.135, "H(y)": 1.76}
+    assert "## MUG (mug)" in (tmp_path / "table.md").read_text()
+    inputs = table_inputs(tmp_path, ["mug"]) | {"published": str(REPO / "workflow/published/table2.csv")}
+    make_table(datasets=datasets, **inputs)
+    table = pd.read_csv(tmp_path / "table.csv")
+    rows = table.loc[table["source"] != "seqdis"]
+    assert list(dict.fromkeys(rows["method"])) == [
+        f"published: {row}" for row in ("No L_SCC", "No L_DFP", "No L_MI", "Full model")
+    ]
+    no_dfp = rows[rows["method"] == "published: No L_DFP"].set_index("metric")["value"]
+    assert no_dfp.to_dict() == {"Acc": 0.5832, "IS": 4.423, "H(y|x)": 0.284, "H(y)": 1.721}
+    assert rows["source"].str.contains("Table 2, row").all()
+
+
+def test_every_published_number_is_quoted_from_the_paper():
+    """Each published MUG value is printed in the paper's text as it is in the CSV (Acc as a percentage)."""
+    path = REPO.parent / "shared" / "papers" / "000_150af5f5af771f7e.txt"
+    if not path.exists():
+        pytest.skip(f"no copy of the S3VAE paper's text at {path}")
+    paper = path.read_text()
+    for name in ("table1.csv", "table2.csv"):
+        rows = pd.read_csv(REPO / "workflow" / "published" / name)
+        for row in rows[rows["dataset"] == "mug"].itertuples():
+            text = f"{100 * row.value:.2f}%" if row.metric == "Acc" else f"{row.value:.3f}"
+            assert text in paper, (name, row.method, row.metric, text)
+            assert row.source.endswith("../shared/papers/000_150af5f5af771f7e.txt")
+
+
+def test_a_dataset_left_out_of_a_table_is_named_with_the_fix(tmp_path, table1_datasets):
+    why = "MUG is licensed: its column needs your copy, mug.root"
+    make_table(
+        datasets=table1_datasets, left_out={"mug": why}, **table_inputs(tmp_path, ["sprites", "smmnist"])
+    )
+    text = (tmp_path / "table.md").read_text()
+    assert f"## mug: left out\n\nNot built: {why}." in text
+    assert "mug" not in set(pd.read_csv(tmp_path / "table.csv")["dataset"])  # nor its published rows

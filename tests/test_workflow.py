@@ -25,7 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SMOKE = yaml.safe_load((REPO / "workflow" / "presets" / "smoke.yaml").read_text())
-TABLE1_DATASETS = CONFIG["table_datasets"]["table1"]
+# Table 1 without a MUG copy (mug.root null): MUG is licensed, so the table leaves its column out
+TABLE1_DATASETS = [d for d in CONFIG["table_datasets"]["table1"] if d != "mug"]
+# S3VAE's L_DFP on MUG trains on results/labels/mug/landmarks.h5 (config dfp_labels): a DAG with a MUG
+# model needs the rule that writes it
+LANDMARKS = "rule label_landmarks:" in (REPO / "workflow" / "rules" / "labels.smk").read_text()
+needs_landmarks = pytest.mark.skipif(
+    not LANDMARKS,
+    reason="no rule label_landmarks yet: a MUG model's DAG needs results/labels/mug/landmarks.h5",
+)
 
 
 def snakemake(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -73,9 +81,8 @@ def test_snakemake_parses_every_target_without_torch(clean_copy: Path, tmp_path:
         'raise ImportError("torch is blocked: the Snakefile must not import it")'
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(REPO)])}
-    targets = [
-        f"results/tables/{table}.csv" for table in ("table1", "dsprites", "dsvae_table1", "dsvae_dynamics")
-    ]
+    tables = ["table1", "dsprites", "dsvae_table1", "dsvae_dynamics"] + (["table2"] if LANDMARKS else [])
+    targets = [f"results/tables/{table}.csv" for table in tables]
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", *targets, "results/tables/table3.csv"],
         cwd=clean_copy,
@@ -119,6 +126,7 @@ def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
     assert result.returncode == 0, result.stdout[-3000:]
     n_methods, seeds = len(CONFIG["methods"]), CONFIG["train"]["seeds"]
     assert n_methods == 10 and TABLE1_DATASETS == ["sprites", "smmnist"] and seeds == 3
+    assert CONFIG["table_datasets"]["table1"] == [*TABLE1_DATASETS, "mug"] and CONFIG["mug"]["root"] is None
     assert {"mocogan", "dsvae", "dsvae_full", "unordered"} <= set(CONFIG["methods"])
     assert job_counts(result.stdout) == {
         "download_source": 2,
@@ -143,8 +151,8 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
     assert result.returncode == 0, result.stdout[-3000:]
     n_methods, n_dynamics = len(CONFIG["methods"]), len(CONFIG["dynamics_methods"])
     seeds = CONFIG["train"]["seeds"]
-    video = [d for datasets in CONFIG["table_datasets"].values() for d in datasets]  # table1, dsprites
-    assert video == ["sprites", "smmnist", "dsprites"]
+    video = [d for t in CONFIG["tables"] for d in CONFIG["table_datasets"].get(t, []) if d != "mug"]
+    assert video == ["sprites", "smmnist", "dsprites"]  # table1 (without a MUG copy) and dsprites
     n_unordered = sum(CONFIG["variants"][m].get("family") == "unordered" for m in CONFIG["methods"])
     assert job_counts(result.stdout) == {
         "download_source": 2,
@@ -378,6 +386,14 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     rendered = (work / "results" / "tables" / "dsprites.html").read_text()
     assert "<table>" in rendered and "<h1>Moving dSprites: generation scored by the judge</h1>" in rendered
 
+    # A licensed dataset without its copy is left out of a table that has others, and the table says so.
+    with_mug = ["--config", "preset=smoke", "table_datasets={dsprites: [dsprites, mug]}"]
+    noted = snakemake("--cores", "1", target, *with_mug, cwd=work)
+    assert noted.returncode == 0, noted.stdout[-3000:]
+    assert job_counts(noted.stdout) == {"make_table": 1}  # its params changed; nothing of MUG is built
+    markdown = (work / "results" / "tables" / "dsprites.md").read_text()
+    assert "## mug: left out\n\nNot built: MUG is licensed: its column needs your copy, mug.root" in markdown
+
 
 @pytest.mark.slow
 def test_table3_dry_run_is_the_audio_dag(clean_copy: Path):
@@ -404,6 +420,92 @@ def test_timit_without_its_folder_fails_before_any_rule(clean_copy: Path):
     result = snakemake("-n", "--config", "audio_datasets=[timit]", cwd=clean_copy)
     assert result.returncode != 0
     assert "timit.root" in result.stdout and "LDC93S1" in result.stdout, result.stdout[-3000:]
+
+
+def test_build_mug_without_its_copy_stops_with_where_to_get_it(clean_copy: Path):
+    """MUG is licensed: without mug.root its build stops with one error line saying where to request it and
+    what to set."""
+    result = snakemake("--cores", "1", "results/data/mug.h5", cwd=clean_copy)
+    assert result.returncode != 0
+    line = (
+        "ERROR: build_mug failed: ValueError: mug.root is null: MUG (the MUG Facial Expression Database) is"
+    )
+    assert result.stdout.count(line) == 1, result.stdout[-3000:]
+    assert "https://mug.ee.auth.gr/fed/" in result.stdout and "--config mug='{root: " in result.stdout
+    assert not (clean_copy / "results" / "data" / "mug.h5").exists()
+
+
+@pytest.mark.slow
+@needs_landmarks
+def test_table2_without_a_mug_copy_lists_its_whole_dag(clean_copy: Path):
+    """Table 2 is MUG's alone, so it keeps MUG without mug.root: the dry run lists every job (a real run
+    stops at build_mug, above)."""
+    result = snakemake("-n", "results/tables/table2.csv", cwd=clean_copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows, seeds = CONFIG["table_methods"]["table2"], CONFIG["train"]["seeds"]
+    assert rows == ["no_scc", "no_dfp", "no_mi", "full"]  # S3VAE Table 2
+    counts = job_counts(result.stdout)
+    assert counts["build_mug"] == 1 and counts["train_judge"] == 1 and counts["make_table"] == 1
+    assert counts["train_model"] == counts["evaluate_model"] == counts["diagnose_model"] == len(rows) * seeds
+    assert "download_source" not in counts and "label_flow" not in counts  # L_DFP: landmarks on faces
+    assert "results/labels/mug/landmarks.h5" in result.stdout
+    for method in rows:
+        assert f"results/models/mug/{method}/seed{seeds - 1}/model.pt" in result.stdout
+
+
+@pytest.mark.slow
+@needs_landmarks
+def test_table1_holds_mug_only_with_its_copy(clean_copy: Path, tmp_path: Path):
+    without = snakemake("-n", "results/tables/table1.csv", cwd=clean_copy)
+    assert "build_mug" not in job_counts(without.stdout) and "results/data/mug.h5" not in without.stdout
+    root = tmp_path / "subjects3"  # a dry run reads nothing of the copy
+    root.mkdir()
+    with_copy = snakemake(
+        "-n", "results/tables/table1.csv", "--config", f"mug={{root: {root}}}", cwd=clean_copy
+    )
+    assert with_copy.returncode == 0, with_copy.stdout[-3000:]
+    counts, seeds = job_counts(with_copy.stdout), CONFIG["train"]["seeds"]
+    assert counts["build_mug"] == 1 and counts["train_judge"] == len(TABLE1_DATASETS) + 1
+    assert counts["train_model"] == (len(TABLE1_DATASETS) + 1) * len(CONFIG["methods"]) * seeds
+    for method in CONFIG["methods"]:
+        assert f"results/models/mug/{method}/seed0/model.pt" in with_copy.stdout
+
+
+@pytest.mark.slow
+@needs_landmarks
+def test_mug_end_to_end(tmp_path: Path, mug_root: Path):
+    """MUG from a copy in the database's layout (real GRID faces, tests/mug_fixture.py) through landmark
+    labels, judge, every row of Table 2 and of Table 1, and the report. To keep it short (28 jobs, 1.7 min
+    on 2 cores): Table 1's MUG column alone and one training seed per row."""
+    work = copy_workflow(tmp_path)
+    targets = ["results/tables/table2.csv", "results/tables/table1.csv"]
+    config = ["--config", "preset=smoke", f"mug={{root: {mug_root}}}", "table_datasets={table1: [mug]}"]
+    config += ["train={seeds: 1}"]
+    result = snakemake("--cores", "2", *targets, *config, cwd=work, timeout=1200)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert not (work / "resources").exists(), "MUG is read from mug.root, never downloaded"
+    judge = pd.read_csv(work / "results" / "judges" / "mug" / "accuracy.csv")
+    assert set(judge["head"]) == {"expression", "identity"}
+    for table, rows, published in (
+        ("table2", CONFIG["table_methods"]["table2"], ["No L_SCC", "No L_DFP", "No L_MI", "Full model"]),
+        ("table1", SMOKE["methods"], ["MoCoGAN", "DSVAE", "baseline", "full model", "baseline-sv"]),
+    ):
+        frame = pd.read_csv(work / "results" / "tables" / f"{table}.csv")
+        assert list(frame.columns) == TABLE_COLUMNS and set(frame["dataset"]) == {"mug"}
+        ours = frame[frame["source"] == "seqdis"]
+        assert sorted(ours["method"].unique()) == sorted(rows) and ours["value"].notna().all()
+        for method in rows:  # scored as S3VAE scores MUG: z_1:T kept, z_f drawn, the expression judged
+            metrics = set(ours.loc[ours["method"] == method, "metric"])
+            assert {"Acc", "IS", "H(y|x)", "H(y)", "Acc/fixed_dynamics"} <= metrics
+            assert not [m for m in metrics if "fixed_static" in m]
+        theirs = frame.loc[frame["source"] != "seqdis", "method"]
+        assert list(dict.fromkeys(theirs)) == [f"published: {row}" for row in published]
+        markdown = (work / "results" / "tables" / f"{table}.md").read_text()
+        assert markdown.startswith("# MUG: generation scored by the judge") and "## MUG (mug)" in markdown
+    report = snakemake(*targets, "--report", "results/report.html", *config, cwd=work)
+    assert report.returncode == 0, report.stdout[-3000:]
+    text = (work / "results" / "report.html").read_text()
+    assert "table2.html" in text and "table1.html" in text and "S3VAE's ablation on MUG" in text
 
 
 @pytest.mark.slow

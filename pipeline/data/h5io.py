@@ -229,8 +229,8 @@ def read_protocol(path: str | os.PathLike) -> Protocol:
         if "protocol" not in f.attrs:
             raise LayoutError(
                 f"{path} carries no scoring protocol (root attribute 'protocol'): only the datasets scored "
-                "for Table 1 (sprites, smmnist, dsprites) have one, and a file built before their builders "
-                f"wrote it lacks it; {rebuild_hint(path)}"
+                "for Table 1 (sprites, smmnist, dsprites, mug) have one, and a file built before their "
+                f"builders wrote it lacks it; {rebuild_hint(path)}"
             )
         meta = json.loads(f.attrs["protocol"])
     return Protocol(tuple(meta["directions"]), meta["score_head"], meta["title"])

@@ -1,8 +1,9 @@
 """Stages `make_table` and `make_table3`: our rows beside the published ones, as tidy CSV and Markdown.
 
-Which datasets a results table holds is config (`table_datasets`: `table1` the paper's Sprites and SMMNIST,
-`dsprites` moving dSprites, which has no published numbers); each dataset's title and generation
-directions come from its file (`pipeline.data.h5io.read_protocol`). `table3` is speaker verification.
+Which datasets a results table holds is config (`table_datasets`: `table1` the paper's Sprites, SMMNIST and
+MUG, `table2` its ablation on MUG, `dsprites` moving dSprites, which has no published numbers), and so are
+its rows (`table_methods`, else `methods`); each dataset's title and generation directions come from its file
+(`pipeline.data.h5io.read_protocol`). `table3` is speaker verification.
 Torch-free: a table is built with pandas and h5py alone.
 """
 
@@ -121,12 +122,15 @@ def markdown_table(
     diagnostics: pd.DataFrame,
     withheld: dict[str, str],
     bars: dict[str, float],
+    left_out: dict[str, str] | None = None,
 ) -> str:
     titles = {dataset: f"{protocol.title} ({dataset})" for dataset, protocol in protocols.items()}
     heading = " and ".join(protocol.title for protocol in protocols.values())
     lines = [f"# {heading}: generation scored by the judge", ""]
     for dataset, reason in withheld.items():
         lines += [f"## {titles[dataset]}: withheld", "", f"Not printed: {reason}.", ""]
+    for dataset, reason in (left_out or {}).items():
+        lines += [f"## {dataset}: left out", "", f"Not built: {reason}.", ""]
     for dataset, rows in ours.groupby("dataset", sort=False):
         mine = [
             (f"ours: {method}", {r.metric: _cell(r.value, r.std) for r in part.itertuples()})
@@ -215,10 +219,12 @@ def make_table(
     output_html: str | None = None,
     diagnostics: list[str] = (),
     judge_bars: dict[str, float] | None = None,
+    left_out: dict[str, str] | None = None,
 ) -> None:
     """Our rows (mean and std over training seeds of the per-seed metric files) beside the published ones;
     a dataset whose judge is below its bar (`judge_bars`, per dataset) is withheld, with the reason. The
-    dataset files `datasets` give each dataset's title and directions."""
+    dataset files `datasets` give each dataset's title and directions; `left_out` ({dataset: why}) names
+    the table's datasets that were not built (a licensed one without its copy), for the Markdown."""
     protocols = table_protocols(datasets)
     bars = dict(judge_bars or {})
     judge_table = _concat(judges)
@@ -244,7 +250,7 @@ def make_table(
     diagnostic_rows = _concat(list(diagnostics))
     if len(diagnostic_rows):
         diagnostic_rows = diagnostic_rows[~diagnostic_rows["dataset"].isin(withheld)]
-    text = markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars)
+    text = markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars, left_out)
     write_markdown(text, output_md, output_html)
 
 

@@ -18,8 +18,38 @@ def family_of_row(method):
     return family(variant_family(config["variants"][method]))
 
 
-# the rows whose z_t codes one frame: they get the latent-space figures (the unordered model's)
-FRAME_LATENT_METHODS = [m for m in config["methods"] if family_of_row(m).frame_latents]
+# Datasets read from the user's licensed copy: name -> why a table leaves it out while its folder is unset.
+LICENSED = {
+    "mug": "MUG is licensed: its column needs your copy, mug.root (README, MUG; https://mug.ee.auth.gr/fed/)",
+}
+
+
+def unset_licensed(datasets):
+    """{dataset: why} of the licensed datasets among `datasets` whose folder (config DATASET.root) is null."""
+    return {
+        d: LICENSED[d] for d in datasets if d in LICENSED and config[d]["root"] is None
+    }
+
+
+def table_datasets(table):
+    """The datasets (columns) of results table `table`, config table_datasets: a licensed one without its
+    folder is left out of a table that has other datasets, and kept in a table of its own (whose build
+    then stops with the fix)."""
+    datasets = config["table_datasets"][table]
+    unset = unset_licensed(datasets)
+    return [d for d in datasets if d not in unset] or datasets
+
+
+def table_methods(table):
+    """The rows of results table `table`: config table_methods, else methods."""
+    return config["table_methods"].get(table, config["methods"])
+
+
+def left_out_of_table(wildcards):
+    """{dataset: why} of the datasets of the table that table_datasets leaves out (make_table notes them)."""
+    kept = table_datasets(wildcards.table)
+    unset = unset_licensed(config["table_datasets"][wildcards.table])
+    return {d: why for d, why in unset.items() if d not in kept}
 
 
 def trained_models(dataset, methods):
@@ -35,8 +65,8 @@ def trained_models(dataset, methods):
 def metrics_of_table(wildcards):
     return [
         f"results/metrics/{dataset}/{method}/seed{seed}.csv"
-        for dataset in config["table_datasets"][wildcards.table]
-        for method, seed, _ in trained_models(dataset, config["methods"])
+        for dataset in table_datasets(wildcards.table)
+        for method, seed, _ in trained_models(dataset, table_methods(wildcards.table))
     ]
 
 
@@ -47,10 +77,10 @@ DYNAMICS_MODELS = trained_models("bouncing", config["dynamics_methods"])
 
 def diagnostics_of_table(wildcards):
     """The diagnostics of every row that has an encoder (MoCoGAN has no posterior to probe)."""
-    encoded = [m for m in config["methods"] if family_of_row(m).encoder]
+    encoded = [m for m in table_methods(wildcards.table) if family_of_row(m).encoder]
     return [
         f"results/metrics/{dataset}/{method}/seed{seed}_diagnostics.csv"
-        for dataset in config["table_datasets"][wildcards.table]
+        for dataset in table_datasets(wildcards.table)
         for method, seed, _ in trained_models(dataset, encoded)
     ]
 
@@ -58,14 +88,12 @@ def diagnostics_of_table(wildcards):
 def judge_accuracies_of_table(wildcards):
     return expand(
         "results/judges/{dataset}/accuracy.csv",
-        dataset=config["table_datasets"][wildcards.table],
+        dataset=table_datasets(wildcards.table),
     )
 
 
 def datasets_of_table(wildcards):
-    return expand(
-        "results/data/{dataset}.h5", dataset=config["table_datasets"][wildcards.table]
-    )
+    return expand("results/data/{dataset}.h5", dataset=table_datasets(wildcards.table))
 
 
 def variant_of_row(wildcards):
@@ -87,20 +115,21 @@ def default_tables(wildcards):
 
 
 def figures_of_all_models(wildcards):
-    datasets = [
-        d for table in config["tables"] for d in config["table_datasets"].get(table, [])
-    ]
-    return expand(
-        "results/figures/{dataset}/{method}_{kind}.png",
-        dataset=datasets,
-        method=config["methods"],
-        kind=FIGURE_KINDS,
-    ) + expand(
-        "results/figures/{dataset}/{method}_{kind}.png",
-        dataset=datasets,
-        method=FRAME_LATENT_METHODS,
-        kind=LATENT_FIGURE_KINDS,
+    """The figures of every row of every default table, on each of its datasets (the unordered model's
+    latent-space figures too: its z_t codes one frame)."""
+    rows = dict.fromkeys(
+        (dataset, method)
+        for table in config["tables"]
+        if table in config["table_datasets"]
+        for dataset in table_datasets(table)
+        for method in table_methods(table)
     )
+    return [
+        f"results/figures/{dataset}/{method}_{kind}.png"
+        for dataset, method in rows
+        for kind in FIGURE_KINDS
+        + (LATENT_FIGURE_KINDS if family_of_row(method).frame_latents else [])
+    ]
 
 
 def audio_source(wildcards):

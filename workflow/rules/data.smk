@@ -115,6 +115,31 @@ rule build_grid:
         "../scripts/stage.py"
 
 
+rule build_mug:
+    """MUG facial expressions (licensed: mug.root): a face box per video, 64 x 64 crops, one random clip each."""
+    output:
+        output="results/data/mug.h5",
+    log:
+        "logs/build_mug/mug.log",
+    benchmark:
+        "benchmarks/build_mug/mug.tsv"
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    resources:
+        # every clip is held in memory: 0.65 GB of frames for the database's 3528 videos
+        mem_mb=4000,
+    params:
+        root=config["mug"]["root"],
+        clip_frames=config["mug"]["frames"],
+        image_size=config["mug"]["image_size"],
+        train_fraction=config["mug"]["train_fraction"],
+        margin=config["faces"]["margin"],
+        seed=config["seed"],
+    script:
+        "../scripts/stage.py"
+
+
 rule build_bouncing:
     """Simulate the bouncing-ball dataset of DSVAE section 4.3 (pymunk, elastic walls of a fixed polygon)."""
     output:

@@ -30,6 +30,7 @@ rule make_table:
     threads: 1
     params:
         judge_bars=config["judge"]["min_accuracy"],
+        left_out=left_out_of_table,
     script:
         "../scripts/stage.py"
 
