@@ -212,6 +212,19 @@ def test_slurm_profile_dry_run(clean_copy: Path):
 
 
 @pytest.mark.slow
+def test_multigpu_profile_gives_each_training_job_four_gpus_of_one_node(clean_copy: Path):
+    result = snakemake(
+        "-n", "--profile", "workflow/profiles/slurm-multigpu", "results/tables/dsprites.csv", cwd=clean_copy
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = result.stdout.split("rule ")[1:]
+    trainings = [job for job in jobs if job.startswith(("train_model:", "train_judge:"))]
+    assert len(trainings) == len(CONFIG["methods"]) * CONFIG["train"]["seeds"] + 1
+    assert all("gpu=4, cpus_per_gpu=8" in job for job in trainings)
+    assert not any("gpu=4" in job for job in jobs if job.startswith("evaluate_model:"))
+
+
+@pytest.mark.slow
 def test_slurm_profile_with_placeholders_stops_a_real_run_before_any_job(clean_copy: Path):
     result = snakemake("--profile", "workflow/profiles/slurm", "results/tables/dsprites.csv", cwd=clean_copy)
     assert result.returncode != 0
