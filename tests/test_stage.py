@@ -30,6 +30,7 @@ STAGE_MODULES = {
     "pipeline.data.audio": ["build_audio"],
     "pipeline.labels.flow": ["label_flow"],
     "pipeline.labels.silence": ["label_silence"],
+    "pipeline.labels.landmarks": ["label_landmarks"],
     "pipeline.train.model": ["train_model"],
     "pipeline.train.audio": ["train_audio_model"],
     "pipeline.train.judge": ["train_judge"],
@@ -38,6 +39,7 @@ STAGE_MODULES = {
     "pipeline.report.tables": ["make_table", "make_table3"],
     "pipeline.evaluate.verification": ["evaluate_verification"],
     "pipeline.report.conversion": ["convert_voices"],
+    "pipeline.report.landmarks": ["plot_landmarks"],
     "pipeline.evaluate.dsvae_study": ["make_dsvae_table1", "evaluate_dynamics"],
 }
 
