@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import WORKFLOW_CONFIG, call_with_config
 
@@ -390,6 +392,29 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert "Static/dynamic swap" in text and "Results table dsprites" in text  # the captions
     rendered = (work / "results" / "tables" / "dsprites.html").read_text()
     assert "<table>" in rendered and "<h1>Moving dSprites: generation scored by the judge</h1>" in rendered
+
+
+@pytest.mark.slow
+def test_s3vae_full_trains_on_real_faces_with_the_landmark_distances_as_its_dfp_target(
+    tmp_path: Path, mirror: Path
+):
+    """The GRID samples from the mirror: face crops, landmark labels, their figure, S3VAE full (smoke)."""
+    work = copy_workflow(tmp_path)
+    model = work / "results/models/grid/full/seed0/model.pt"
+    figure = "results/figures/grid/landmarks.png"
+    result = snakemake(
+        "--cores", "2", str(model.relative_to(work)), figure,
+        "--config", "preset=smoke", f"mirror={mirror}", cwd=work, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:]
+    labels = h5py.File(work / "results/labels/grid/landmarks.h5")
+    assert labels.attrs["detection_rate_train"] > 0.95
+    config = torch.load(model, weights_only=False)["config"]
+    assert config["dfp_target"] == "landmark_distances" and config["dfp_classes"] == 3
+    assert list(config["dfp_target_mean"]) == pytest.approx(list(labels.attrs["distance_mean"]))
+    metrics = pd.read_csv(model.parent / "run" / "metrics.csv")
+    assert metrics["dfp"].notna().all() and (metrics["dfp"] > 0).all()
+    assert (work / figure).stat().st_size > 0
 
 
 @pytest.mark.slow
