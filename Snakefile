@@ -3,10 +3,12 @@
 # results/
 #   data/{dataset}.h5                   clips and factor labels (layout: pipeline/data/h5io.py, README)
 #   labels/{dataset}/flow.h5            optical-flow pseudo labels (S3VAE section 4.2)
+#   labels/{dataset}/landmarks.h5       faces: eyelid and lip distances per frame (S3VAE section 4.2)
 #   judges/{dataset}/judge.pt           classifier trained on real clips; accuracy.csv beside it
 #   models/{dataset}/{method}/model.pt  one trained variant; run/ holds checkpoint, metrics.csv, tensorboard
 #   metrics/{dataset}/{method}.csv      its Table 1 metrics
 #   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations (+ z grid, z trace: unordered)
+#   figures/{dataset}/landmarks.png     faces: the landmark labels on one test clip
 #   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST) and dsprites, published rows beside ours
 #   labels/{dataset}/silence.h5         speech: per-frame silence pseudo labels
 #   models/{dataset}/{method}/z{dim}/   speech: one audio model with dim-sized latents

@@ -112,6 +112,16 @@ def run_stage(smk, stage: Callable, **paths) -> None:
         sys.modules["torch"].set_num_threads(max(int(smk.threads), 1))
     logger = logging.getLogger(stage.__module__)
     logger.info("rule %s, %d thread(s), wildcards %s", smk.rule, smk.threads, dict(smk.wildcards))
+    processes = int(smk.resources.get("gpu", 0) or 0)
+    if processes > 1 and getattr(stage, "data_parallel", False) and "LOCAL_RANK" not in os.environ:
+        from pipeline.train.distributed import relaunch
+
+        call_stage(
+            relaunch,
+            {"stage_name": stage.__name__, "kwargs": kwargs, "processes": processes, "log_path": log_path},
+            log_path,
+        )
+        return
     call_stage(stage, kwargs, log_path)
 
 

@@ -31,6 +31,7 @@ STAGE_MODULES = {
     "pipeline.data.audio": ["build_audio"],
     "pipeline.labels.flow": ["label_flow"],
     "pipeline.labels.silence": ["label_silence"],
+    "pipeline.labels.landmarks": ["label_landmarks"],
     "pipeline.train.model": ["train_model"],
     "pipeline.train.audio": ["train_audio_model"],
     "pipeline.train.judge": ["train_judge"],
@@ -39,6 +40,7 @@ STAGE_MODULES = {
     "pipeline.report.tables": ["make_table", "make_table3"],
     "pipeline.evaluate.verification": ["evaluate_verification"],
     "pipeline.report.conversion": ["convert_voices"],
+    "pipeline.report.landmarks": ["plot_landmarks"],
     "pipeline.evaluate.dsvae_study": ["make_dsvae_table1", "evaluate_dynamics"],
 }
 
@@ -173,7 +175,7 @@ def failing(*, path: str) -> None:
 
 def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, capsys, restore_logging):
     log = tmp_path / "logs" / "rule" / "x.log"
-    smk = SimpleNamespace(log=[str(log)], threads=1, rule="build_x", wildcards={}, params={})
+    smk = SimpleNamespace(log=[str(log)], threads=1, rule="build_x", wildcards={}, params={}, resources={})
     with pytest.raises(SystemExit) as exit:
         run_stage(smk, failing, path="results/data/x.h5")
     message = str(exit.value.code)
@@ -189,7 +191,9 @@ def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, c
 
 def test_a_rule_that_does_not_pass_a_config_argument_is_named(tmp_path, restore_logging):
     """A stage's `FromConfig` arguments are its rule's params: one the rule forgot fails with its name."""
-    smk = SimpleNamespace(log=[], threads=1, rule="x", wildcards={}, params={"epochs": 2, "model": {}})
+    smk = SimpleNamespace(
+        log=[], threads=1, rule="x", wildcards={}, params={"epochs": 2, "model": {}}, resources={}
+    )
     with pytest.raises(SystemExit, match=r"not given judge_epochs \(config judge.epochs\)"):
         run_stage(smk, configured, output="x")
     smk.params["judge_epochs"] = 1

@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import WORKFLOW_CONFIG, call_with_config
 
@@ -220,6 +222,19 @@ def test_slurm_profile_dry_run(clean_copy: Path):
 
 
 @pytest.mark.slow
+def test_multigpu_profile_gives_each_training_job_four_gpus_of_one_node(clean_copy: Path):
+    result = snakemake(
+        "-n", "--profile", "workflow/profiles/slurm-multigpu", "results/tables/dsprites.csv", cwd=clean_copy
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = result.stdout.split("rule ")[1:]
+    trainings = [job for job in jobs if job.startswith(("train_model:", "train_judge:"))]
+    assert len(trainings) == len(CONFIG["methods"]) * CONFIG["train"]["seeds"] + 1
+    assert all("gpu=4, cpus_per_gpu=8" in job for job in trainings)
+    assert not any("gpu=4" in job for job in jobs if job.startswith("evaluate_model:"))
+
+
+@pytest.mark.slow
 def test_slurm_profile_with_placeholders_stops_a_real_run_before_any_job(clean_copy: Path):
     result = snakemake("--profile", "workflow/profiles/slurm", "results/tables/dsprites.csv", cwd=clean_copy)
     assert result.returncode != 0
@@ -393,6 +408,29 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert job_counts(noted.stdout) == {"make_table": 1}  # its params changed; nothing of MUG is built
     markdown = (work / "results" / "tables" / "dsprites.md").read_text()
     assert "## mug: left out\n\nNot built: MUG is licensed: its column needs your copy, mug.root" in markdown
+
+
+@pytest.mark.slow
+def test_s3vae_full_trains_on_real_faces_with_the_landmark_distances_as_its_dfp_target(
+    tmp_path: Path, mirror: Path
+):
+    """The GRID samples from the mirror: face crops, landmark labels, their figure, S3VAE full (smoke)."""
+    work = copy_workflow(tmp_path)
+    model = work / "results/models/grid/full/seed0/model.pt"
+    figure = "results/figures/grid/landmarks.png"
+    result = snakemake(
+        "--cores", "2", str(model.relative_to(work)), figure,
+        "--config", "preset=smoke", f"mirror={mirror}", cwd=work, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:]
+    labels = h5py.File(work / "results/labels/grid/landmarks.h5")
+    assert labels.attrs["detection_rate_train"] > 0.95
+    config = torch.load(model, weights_only=False)["config"]
+    assert config["dfp_target"] == "landmark_distances" and config["dfp_classes"] == 3
+    assert list(config["dfp_target_mean"]) == pytest.approx(list(labels.attrs["distance_mean"]))
+    metrics = pd.read_csv(model.parent / "run" / "metrics.csv")
+    assert metrics["dfp"].notna().all() and (metrics["dfp"] > 0).all()
+    assert (work / figure).stat().st_size > 0
 
 
 @pytest.mark.slow

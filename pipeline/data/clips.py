@@ -63,12 +63,18 @@ class ClipSet:
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """Batches of `batch_size` clips; with `shard=(rank, ranks)`, this rank's rows of each: every
+        ranks-th from its rank-th, so the ranks' parts partition the batch (pipeline/train/distributed.py)."""
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         order = order.to(self.frames.device)
         stop = len(self) - len(self) % batch_size if drop_last else len(self)
+        rank, ranks = shard
         for start in range(0, stop, batch_size):
-            yield self.batch(order[start : start + batch_size], device)
+            rows = order[start : start + batch_size][rank::ranks]
+            if len(rows):
+                yield self.batch(rows, device)
 
 
 def load_clips(

@@ -52,19 +52,22 @@ RAFT_WEIGHTS = {
 _RAFT_BUILDERS = {"raft_small": raft_small, "raft_large": raft_large}
 
 
-def _url_file_name(url: str) -> str:
+def url_file_name(url: str) -> str:
     return Path(urlparse(url).path).name
 
 
 def raft_cache_path(name: str) -> Path:
     """Where torch.hub (and so torchvision's own loader) keeps the weights of `name`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / _url_file_name(RAFT_WEIGHTS[name].url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / url_file_name(RAFT_WEIGHTS[name].url)
 
 
-def _check_sha256(path: Path, url: str) -> None:
-    # torchvision names its files <name>-<first hex digits of the sha256>.pth; a copied file is checked
-    # here as torch.hub checks a download, so a truncated copy fails with a clear message.
-    expected = re.search(r"-([a-f0-9]+)\.", _url_file_name(url)).group(1)
+def check_sha256(path: Path, url: str) -> None:
+    """`path`'s sha256 starts with the hex digits after the '-' of the URL's file name.
+
+    torchvision (and face_alignment) name their files <name>-<first hex digits of the sha256>.<ext>; a
+    copied file is checked here as torch.hub checks a download, so a truncated copy fails clearly.
+    """
+    expected = re.search(r"-([a-f0-9]+)\.", url_file_name(url)).group(1)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(expected):
         raise ValueError(
@@ -99,8 +102,8 @@ def load_raft(name: str, weights_path: str | os.PathLike | None = None) -> torch
                 f"flow.raft_weights is {path}, which does not exist: point it at the {name} weights "
                 f"({weights.url}), or unset it to use the torch hub cache"
             )
-    if path.name == _url_file_name(weights.url):
-        _check_sha256(path, weights.url)
+    if path.name == url_file_name(weights.url):
+        check_sha256(path, weights.url)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a stray file fails in pickle, zipfile or struct: all mean "not weights"

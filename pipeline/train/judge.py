@@ -15,6 +15,7 @@ from pipeline.data.clips import ClipSet, load_clips
 from pipeline.data.factors import JudgeHead, judge_heads
 from pipeline.data.h5io import atomic_path
 from pipeline.evaluate import heads
+from pipeline.train import distributed
 from pipeline.train.families import ModelInputs, family
 from pipeline.train.loop import autocast
 from pipeline.train.model import fit_and_save, train_settings
@@ -49,6 +50,7 @@ def judge_accuracy(
     return {name: n / len(data) for name, n in correct.items()}
 
 
+@distributed.data_parallel
 def train_judge(
     *,
     dataset: str,
@@ -68,6 +70,8 @@ def train_judge(
     settings = train_settings(judge, seed=seed, device=device)
     loss = judge_loss_fn(judge_heads(train_set.factors))
     fit_and_save(net, "judge", loss, train_set, test_set, settings, output)
+    if not distributed.world().main:
+        return
     net.eval()
     scores = judge_accuracy(
         net, test_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from pipeline.data.clips import ClipSet
 from pipeline.data.h5io import atomic_path
+from pipeline.train import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -85,38 +86,62 @@ class TermSums:
         self.count += count
 
     def check(self, epoch: int, bar=None) -> None:
-        """Stop on a non-finite loss; show the running mean loss on the bar."""
+        """Stop on a non-finite loss (every rank at once: the loss is summed over them); show the running
+        mean loss on the bar."""
         if "loss" not in self.sums:
             return
-        loss = self.sums["loss"].item() / max(self.count, 1)
+        total = distributed.all_sum(torch.stack([self.sums["loss"], self._count_tensor()]))
+        loss = total[0].item() / max(total[1].item(), 1)
         if not math.isfinite(loss):
             terms = {name: value.item() / self.count for name, value in self.sums.items()}
             raise FloatingPointError(f"non-finite loss in epoch {epoch + 1} (running means {terms})")
         if bar is not None:
             bar.set_postfix(loss=f"{loss:.1f}", refresh=False)
 
+    def _count_tensor(self) -> Tensor:
+        like = next(iter(self.sums.values()))
+        return torch.tensor(float(self.count), device=like.device)
+
     def means(self) -> dict[str, float]:
-        return {name: value.item() / max(self.count, 1) for name, value in self.sums.items()}
+        """The mean of each term over every clip of every rank."""
+        if not self.sums:
+            return {}
+        names = list(self.sums)
+        total = distributed.all_sum(torch.stack([*(self.sums[n] for n in names), self._count_tensor()]))
+        count = max(total[-1].item(), 1)
+        return {name: value / count for name, value in zip(names, total[:-1].tolist(), strict=True)}
 
 
 def _epoch_batches(data: ClipSet, s: TrainSettings, epoch: int):
     """The epoch's shuffled training batches (the order is seeded from the seed and the epoch), with a bar."""
     generator = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
+    w = distributed.world()
+    batches = data.batches(
+        s.batch_size,
+        shuffle=True,
+        generator=generator,
+        device=s.device,
+        drop_last=True,
+        shard=(w.rank, w.size),
+    )
     return tqdm(
-        data.batches(s.batch_size, shuffle=True, generator=generator, device=s.device, drop_last=True),
+        batches,
         total=len(data) // s.batch_size,
         desc=f"epoch {epoch + 1}/{s.epochs}",
         unit="batch",
         mininterval=5,
         leave=False,
+        disable=not w.main,
     )
 
 
 def _update(optimizer, loss: Tensor, parameters) -> None:
-    """One optimiser step on `loss` (a non-finite loss is caught by TermSums.check within SYNC_EVERY steps,
-    before the epoch's checkpoint is written)."""
+    """One optimiser step on `loss`, its gradients averaged over the ranks (a non-finite loss is caught by
+    TermSums.check within SYNC_EVERY steps, before the epoch's checkpoint is written)."""
+    parameters = list(parameters)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(parameters)
     nn.utils.clip_grad_norm_(parameters, 1e4)
     optimizer.step()
 
@@ -143,7 +168,8 @@ def train_one_epoch(
 def evaluate(model, loss_fn: LossFn, data: ClipSet, s: TrainSettings) -> dict[str, float]:
     model.eval()
     sums = TermSums()
-    for x, targets in data.batches(s.batch_size, shuffle=False, device=s.device):
+    w = distributed.world()
+    for x, targets in data.batches(s.batch_size, shuffle=False, device=s.device, shard=(w.rank, w.size)):
         with autocast(s.device, s.bf16):
             terms = loss_fn(model, x, targets)
         sums.add(terms, len(x))
@@ -202,9 +228,10 @@ def _checkpoint(state: dict, epochs_done: int, steps_per_epoch: int, fingerprint
     }
 
 
-def _resume(run_dir: Path, fingerprint: str, state: dict, device: str) -> int:
+def _resume(run_dir: Path, fingerprint: str, state: dict, device: str, read_only: bool = False) -> int:
     """The epochs already done: those of `run_dir/checkpoint.pt` when it was made with this config (its parts
-    are loaded into `state`), else 0, with a checkpoint of another config and any old metrics removed."""
+    are loaded into `state`), else 0, with a checkpoint of another config and any old metrics removed
+    (unless `read_only`)."""
     checkpoint_path = run_dir / "checkpoint.pt"
     start_epoch = 0
     if checkpoint_path.exists():
@@ -214,12 +241,15 @@ def _resume(run_dir: Path, fingerprint: str, state: dict, device: str) -> int:
                 part.load_state_dict(saved[name])
             start_epoch = saved["epoch"]
             logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
-            _drop_rows_after(run_dir / "metrics.csv", start_epoch)
+            if not read_only:
+                _drop_rows_after(run_dir / "metrics.csv", start_epoch)
+        elif read_only:
+            return 0
         else:
             logger.warning("%s was made with another config: starting afresh", checkpoint_path)
             checkpoint_path.unlink()
             (run_dir / "metrics.csv").unlink(missing_ok=True)
-    if start_epoch == 0:
+    if start_epoch == 0 and not read_only:
         (run_dir / "metrics.csv").unlink(missing_ok=True)
     return start_epoch
 
@@ -243,16 +273,18 @@ def run_epochs(
     budget curve scores the model there).
     """
     s = settings
+    w = distributed.world()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = json.dumps(run_config, sort_keys=True)
     checkpoint_path = run_dir / "checkpoint.pt"
-    start_epoch = _resume(run_dir, fingerprint, state, s.device)
-    (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
-
-    log = MetricsLog(run_dir)
+    start_epoch = _resume_all_ranks(run_dir, fingerprint, state, s.device)
+    log = None
+    if w.main:
+        (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+        log = MetricsLog(run_dir)
     for epoch in range(start_epoch, s.epochs):
-        torch.manual_seed(s.seed * 100_003 + epoch)
+        torch.manual_seed(s.seed * 100_003 + epoch + 1_000_003 * w.rank)  # each rank its own noise
         started = time.perf_counter()
         try:
             train_terms = train_epoch(epoch)
@@ -263,6 +295,8 @@ def run_epochs(
             ) from err
         train_seconds = time.perf_counter() - started
         test_terms = test_epoch()
+        if not w.main:
+            continue
         log.write(epoch + 1, "train", train_terms, train_seconds)
         log.write(epoch + 1, "test", test_terms, time.perf_counter() - started - train_seconds)
         logger.info(
@@ -276,7 +310,20 @@ def run_epochs(
         _save_checkpoint(checkpoint_path, _checkpoint(state, epoch + 1, steps_per_epoch, fingerprint))
         if after_epoch is not None:
             after_epoch(epoch + 1)
-    log.tensorboard.close()
+    if log is not None:
+        log.tensorboard.close()
+    distributed.barrier()  # the other ranks finish when rank 0 has written the last checkpoint
+
+
+def _resume_all_ranks(run_dir: Path, fingerprint: str, state: dict, device: str) -> int:
+    """`_resume` on rank 0 (which may remove a stale checkpoint), then on the others, which find what rank
+    0 left: every rank starts from the same state."""
+    w = distributed.world()
+    start_epoch = _resume(run_dir, fingerprint, state, device) if w.main else 0
+    distributed.barrier()
+    if not w.main:
+        start_epoch = _resume(run_dir, fingerprint, state, device, read_only=True)
+    return start_epoch
 
 
 def steps_per_epoch(train_set: ClipSet, s: TrainSettings) -> int:
@@ -286,6 +333,7 @@ def steps_per_epoch(train_set: ClipSet, s: TrainSettings) -> int:
             f"the training split has {len(train_set)} clips, fewer than one batch of {s.batch_size}: "
             "lower the batch_size of this stage's train section in the config, or use more data"
         )
+    distributed.check_batch(s.batch_size)
     return len(train_set) // s.batch_size
 
 
@@ -302,7 +350,7 @@ def fit(
 ) -> nn.Module:
     """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
     s = settings
-    model.to(s.device)
+    model = distributed.prepare_model(model, s.device).to(s.device)
     train_set, test_set = train_set.resident(s.device), test_set.resident(s.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     steps = steps_per_epoch(train_set, s)
@@ -384,7 +432,7 @@ def fit_gan(
     player at the constant rate `settings.lr` (MoCoGAN used 0.0002); checkpoints, resume and seeding are
     `fit`'s (`run_epochs`)."""
     s = settings
-    model.to(s.device)
+    model = distributed.prepare_model(model, s.device).to(s.device)
     train_set, test_set = train_set.resident(s.device), test_set.resident(s.device)
     d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=s.lr, betas=GAN_BETAS)
     g_optimizer = torch.optim.Adam(model.generator_parameters(), lr=s.lr, betas=GAN_BETAS)

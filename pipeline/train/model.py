@@ -19,6 +19,7 @@ from pipeline.data import h5io
 from pipeline.data.clips import ClipSet, load_clips
 from pipeline.data.factors import judge_heads
 from pipeline.evaluate import heads
+from pipeline.train import distributed
 from pipeline.train.checkpoint import save_model
 from pipeline.train.families import ModelInputs, family, variant_family, variant_settings
 from pipeline.train.loop import TrainSettings, fit, fit_gan
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def train_settings(part: Mapping, *, seed: int, device: str) -> TrainSettings:
     """Training settings from one config section (`train`, `judge`, `audio.train`), the seed and device."""
-    device = resolve_device(device)
+    device = distributed.rank_device(resolve_device(device))
     return TrainSettings(
         epochs=part["epochs"],
         batch_size=part["batch_size"],
@@ -46,7 +47,7 @@ def fit_and_save(
     model, family_name: str, loss_fn, train_set, test_set, settings: TrainSettings, output: str
 ) -> None:
     """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model.
-    An adversarial family (`loss_fn` None) is trained by `fit_gan`."""
+    An adversarial family (`loss_fn` None) is trained by `fit_gan`. With several ranks, rank 0 saves."""
     run = {
         "model": model,
         "train_set": train_set,
@@ -59,7 +60,8 @@ def fit_and_save(
         fit_gan(**run)
     else:
         fit(loss_fn=loss_fn, **run)
-    save_model(output, family_name, model)
+    if distributed.world().main:
+        save_model(output, family_name, model)
 
 
 def vae_loss_fn(train_set: ClipSet):
@@ -83,6 +85,7 @@ def vae_loss_fn(train_set: ClipSet):
     return loss_fn
 
 
+@distributed.data_parallel
 def train_model(
     *,
     dataset: str,

@@ -42,3 +42,27 @@ rule label_silence:
         threshold_db=config["audio"]["silence_db"],
     script:
         "../scripts/stage.py"
+
+
+rule label_landmarks:
+    """Face landmarks per frame (S3VAE section 4.2): eyelid and inner-lip gaps over the inter-ocular distance."""
+    input:
+        dataset="results/data/{dataset}.h5",
+    output:
+        output="results/labels/{dataset}/landmarks.h5",
+    log:
+        "logs/label_landmarks/{dataset}.log",
+    benchmark:
+        "benchmarks/label_landmarks/{dataset}.tsv"
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1 if config["landmarks"]["backend"] == "face_alignment" else 0,
+    params:
+        backend=config["landmarks"]["backend"],
+        fan_weights=config["landmarks"]["fan_weights"],
+        device=config["device"],
+    script:
+        "../scripts/stage.py"

@@ -160,3 +160,27 @@ rule convert_voices:
         device=config["device"],
     script:
         "../scripts/stage.py"
+
+
+rule plot_landmarks:
+    """The landmark labels on one test clip: frames with the points the distances read, the three curves."""
+    input:
+        dataset="results/data/{dataset}.h5",
+        labels="results/labels/{dataset}/landmarks.h5",
+    output:
+        output=report(
+            "results/figures/{dataset}/landmarks.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/landmarks.rst",
+            labels={"figure": "landmarks"},
+        ),
+    log:
+        "logs/plot_landmarks/{dataset}.log",
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/stage.py"
