@@ -9,7 +9,8 @@
 #   metrics/{dataset}/{method}.csv      its Table 1 metrics
 #   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations (+ z grid, z trace: unordered)
 #   figures/{dataset}/landmarks.png     faces: the landmark labels on one test clip
-#   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST) and dsprites, published rows beside ours
+#   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST, MUG), table2 (MUG) and dsprites, published
+#                                       rows beside ours
 #   labels/{dataset}/silence.h5         speech: per-frame silence pseudo labels
 #   models/{dataset}/{method}/z{dim}/   speech: one audio model with dim-sized latents
 #   metrics/{dataset}/{method}/z{dim}_verification.csv   its speaker-verification EERs
