@@ -3,6 +3,7 @@ stage on tiny files (ceiling, swap, probe and loss rows, the heat map)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from conftest import call_with_config
 
 from models import S3VAE, Judge, JudgeConfig, S3VAEConfig
+from models.unordered import Unordered, UnorderedConfig
 from pipeline.config import load
 from pipeline.data.dsprites import build_dsprites
 from pipeline.data.factors import Factor, judge_heads
@@ -104,3 +106,34 @@ def test_diagnose_model_writes_every_diagnostic_and_the_heat_map(tiny_files):
     assert loss.to_dict() == {"recon": 5.0, "kl_static": 1.0, "loss": 6.0}  # the last training epoch's
     assert (out / "seed0_probes.png").stat().st_size > 0
     assert sorted(p.name for p in out.iterdir()) == ["seed0_diagnostics.csv", "seed0_probes.png"]
+
+
+def test_diagnostics_of_a_model_that_encodes_at_random_follow_the_seed(tiny_files):
+    """The unordered model's q(f | x) draws its frames at random: the diagnostics seed before encoding, so
+    whatever the process drew before, they come out the same."""
+    root = tiny_files["root"] / "random_encoder"
+    model_path = root / "model.pt"
+    (root / "run").mkdir(parents=True)
+    shutil.copy(tiny_files["model"].parent / "run" / "metrics.csv", root / "run" / "metrics.csv")
+    torch.manual_seed(0)
+    config = UnorderedConfig(
+        image_size=SIZE, conv_channels=(4, 8), pair_channels=4, frame_dim=8, hidden_dim=8, static_dim=3
+    )
+    save_model(model_path, "unordered", Unordered(config))
+    settings = load(overrides={"preset": "smoke", "device": "cpu", "evaluate": {"probe_sequences": 24}})
+    tables = []
+    for draws in (1, 1000):
+        torch.rand(draws)  # another state of the global generator
+        output = root / f"after_{draws}.csv"
+        call_with_config(
+            diagnose_model,
+            settings,
+            model=str(model_path),
+            judge=str(tiny_files["judge"]),
+            dataset=str(tiny_files["dataset"]),
+            output_csv=str(output),
+            output_png=str(root / "probes.png"),
+            method="unordered",
+        )
+        tables.append(output.read_text())
+    assert tables[0] == tables[1]

@@ -161,6 +161,7 @@ def diagnose_model(
     net, judge_net = load_model(model, device), load_model(judge, device)
     dataset_heads = judge_heads(test.factors)
     batches = {"batch_size": evaluate["batch_size"], "device": device, "bf16": resolve_bf16(bf16, device)}
+    torch.manual_seed(seed + training_seed)  # before any encoding: the unordered model's q(f | x) draws frames
     test_means = posterior_means(net, test, **batches)
     rows = []
 
@@ -171,7 +172,6 @@ def diagnose_model(
         )
 
     labels = _labels(test)
-    torch.manual_seed(seed + training_seed)
     ceiling = judge_decodings(net, judge_net, *test_means, **batches)
     add("ceiling", head_accuracies(ceiling, dataset_heads, {"static": labels, "dynamic": labels}))
     partner = torch.randperm(len(test))
