@@ -304,8 +304,8 @@ class S3VAE(BidirectionalStaticVAE):
         `targets` holds the L_DFP target (`flow_topk` (B, T, k) cell indices, `silence` (B, T) 0/1, or
         `distances` (B, T, 3) with `face_found` (B, T)) and, for the ground-truth heads, one (B,) int64
         class tensor or (B, classes) class distribution per labelled head (an order-free group such as
-        SMMNIST's two digits is a distribution) and one standardised (B, T, ...) tensor per regressed state. The likelihood of pixels (or feature values)
-        is the config's (`models.blocks.pixel_nll`).
+        SMMNIST's two digits is a distribution) and one standardised (B, T, ...) tensor per regressed state.
+        The likelihood of pixels (or feature values) is the config's (`models.blocks.pixel_nll`).
         """
         c = self.config
         B, T = x.shape[:2]

@@ -161,7 +161,8 @@ def diagnose_model(
     net, judge_net = load_model(model, device), load_model(judge, device)
     dataset_heads = judge_heads(test.factors)
     batches = {"batch_size": evaluate["batch_size"], "device": device, "bf16": resolve_bf16(bf16, device)}
-    torch.manual_seed(seed + training_seed)  # before any encoding: the unordered model's q(f | x) draws frames
+    # before any encoding: the unordered model's q(f | x) draws its frames at random
+    torch.manual_seed(seed + training_seed)
     test_means = posterior_means(net, test, **batches)
     rows = []
 
