@@ -161,8 +161,7 @@ def diagnose_model(
     net, judge_net = load_model(model, device), load_model(judge, device)
     dataset_heads = judge_heads(test.factors)
     batches = {"batch_size": evaluate["batch_size"], "device": device, "bf16": resolve_bf16(bf16, device)}
-    # before any encoding: the unordered model's q(f | x) draws its frames at random
-    torch.manual_seed(seed + training_seed)
+    torch.manual_seed(seed + training_seed)  # first: the unordered model's q(f | x) draws frames at random
     test_means = posterior_means(net, test, **batches)
     rows = []
 
