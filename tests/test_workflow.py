@@ -516,7 +516,7 @@ def test_mug_end_to_end(tmp_path: Path, mug_root: Path):
     labels, judge, every row of Table 2 and of Table 1, and the report. To keep it short (28 jobs, 1.7 min
     on 2 cores): Table 1's MUG column alone and one training seed per row."""
     work = copy_workflow(tmp_path)
-    targets = ["results/tables/table2.csv", "results/tables/table1.csv"]
+    targets = ["results/tables/table2.csv", "results/tables/table1.csv", "results/figures/mug/landmarks.png"]
     config = ["--config", "preset=smoke", f"mug={{root: {mug_root}}}", "table_datasets={table1: [mug]}"]
     config += ["train={seeds: 1}"]
     result = snakemake("--cores", "2", *targets, *config, cwd=work, timeout=1200)
@@ -544,6 +544,7 @@ def test_mug_end_to_end(tmp_path: Path, mug_root: Path):
     assert report.returncode == 0, report.stdout[-3000:]
     text = (work / "results" / "report.html").read_text()
     assert "table2.html" in text and "table1.html" in text and "S3VAE's ablation on MUG" in text
+    assert "landmarks.png" in text and "The landmark pseudo labels of mug" in text
 
 
 @pytest.mark.slow

@@ -116,7 +116,7 @@ def default_tables(wildcards):
 
 def figures_of_all_models(wildcards):
     """The figures of every row of every default table, on each of its datasets (the unordered model's
-    latent-space figures too: its z_t codes one frame)."""
+    latent-space figures too: its z_t codes one frame), and of a face dataset's landmark labels."""
     rows = dict.fromkeys(
         (dataset, method)
         for table in config["tables"]
@@ -124,7 +124,12 @@ def figures_of_all_models(wildcards):
         for dataset in table_datasets(table)
         for method in table_methods(table)
     )
-    return [
+    landmarks = [
+        f"results/figures/{dataset}/landmarks.png"
+        for dataset in dict.fromkeys(dataset for dataset, _ in rows)
+        if config["dfp_labels"].get(dataset) == "landmarks"
+    ]
+    return landmarks + [
         f"results/figures/{dataset}/{method}_{kind}.png"
         for dataset, method in rows
         for kind in FIGURE_KINDS
