@@ -45,13 +45,14 @@ class _WithoutTraceback(logging.Formatter):
         return super().format(record)
 
 
-def setup_logging(log_path: str | os.PathLike | None = None) -> None:
+def setup_logging(log_path: str | os.PathLike | None = None, append: bool = False) -> None:
+    """Log to stderr and to `log_path` (anew, or appended to where several processes share it)."""
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(_WithoutTraceback(_FORMAT) if log_path else logging.Formatter(_FORMAT))
     handlers: list[logging.Handler] = [stderr]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        log_file = logging.FileHandler(log_path, mode="w")
+        log_file = logging.FileHandler(log_path, mode="a" if append else "w")
         log_file.setFormatter(logging.Formatter(_FORMAT))
         handlers.append(log_file)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
@@ -116,6 +117,7 @@ def run_stage(smk, stage: Callable, **paths) -> None:
     if processes > 1 and getattr(stage, "data_parallel", False) and "LOCAL_RANK" not in os.environ:
         from pipeline.train.distributed import relaunch
 
+        setup_logging(log_path, append=True)  # rank 0 writes to the same log: both append
         call_stage(
             relaunch,
             {"stage_name": stage.__name__, "kwargs": kwargs, "processes": processes, "log_path": log_path},

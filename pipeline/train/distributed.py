@@ -174,7 +174,10 @@ def _run_rank(arguments: Path) -> None:
     spec = json.loads(arguments.read_text())
     w = world()
     log = spec["log"]
-    setup_logging(log if w.main or not log else f"{log}.rank{w.rank}")
+    if w.main:
+        setup_logging(log, append=True)  # after the launcher's lines, in the job's log
+    else:
+        setup_logging(f"{log}.rank{w.rank}" if log else None)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", 1))))
     try:
         call_stage(stage_of_rule(spec["stage"]), spec["kwargs"], log)
