@@ -116,7 +116,8 @@ def default_tables(wildcards):
 
 def figures_of_all_models(wildcards):
     """The figures of every row of every default table, on each of its datasets (the unordered model's
-    latent-space figures too: its z_t codes one frame), and of a face dataset's landmark labels."""
+    latent-space figures too: its z_t codes one frame), and of a face dataset's landmark labels.
+    """
     rows = dict.fromkeys(
         (dataset, method)
         for table in config["tables"]
