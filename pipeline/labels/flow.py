@@ -16,17 +16,14 @@ Backends: "dis" (OpenCV's DIS flow, CPU, no weights: the offline default) and "r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
-from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -37,6 +34,7 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
+from pipeline.labels.weights import check_sha256, hub_cache_path, load_state_dict_file, url_file_name
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +50,9 @@ RAFT_WEIGHTS = {
 _RAFT_BUILDERS = {"raft_small": raft_small, "raft_large": raft_large}
 
 
-def url_file_name(url: str) -> str:
-    return Path(urlparse(url).path).name
-
-
 def raft_cache_path(name: str) -> Path:
     """Where torch.hub (and so torchvision's own loader) keeps the weights of `name`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / url_file_name(RAFT_WEIGHTS[name].url)
-
-
-def check_sha256(path: Path, url: str) -> None:
-    """`path`'s sha256 starts with the hex digits after the '-' of the URL's file name.
-
-    torchvision (and face_alignment) name their files <name>-<first hex digits of the sha256>.<ext>; a
-    copied file is checked here as torch.hub checks a download, so a truncated copy fails clearly.
-    """
-    expected = re.search(r"-([a-f0-9]+)\.", url_file_name(url)).group(1)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(expected):
-        raise ValueError(
-            f"{path} has sha256 {digest[: len(expected)]}..., expected {expected}...: the file is damaged "
-            f"or incomplete, download it again from {url}"
-        )
+    return hub_cache_path(RAFT_WEIGHTS[name].url)
 
 
 def load_raft(name: str, weights_path: str | os.PathLike | None = None) -> torch.nn.Module:
@@ -104,19 +83,7 @@ def load_raft(name: str, weights_path: str | os.PathLike | None = None) -> torch
             )
     if path.name == url_file_name(weights.url):
         check_sha256(path, weights.url)
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a stray file fails in pickle, zipfile or struct: all mean "not weights"
-        raise ValueError(f"{path} is not a PyTorch state dict ({err}): download {weights.url}") from err
-    model = _RAFT_BUILDERS[name](weights=None)
-    try:
-        model.load_state_dict(state_dict)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        # The first line of torch's message only says that loading failed; the next one says what differs.
-        reason = " ".join(str(err).splitlines()[1:2]).strip()[:300]
-        raise ValueError(
-            f"{path} does not hold {name} weights ({reason}): use the file from {weights.url}"
-        ) from err
+    model = load_state_dict_file(_RAFT_BUILDERS[name](weights=None), path, name, weights.url)
     log.info("loaded %s weights from %s", name, path)
     return model.eval()
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
 from pipeline.data.faces import FACES_INSTALL, import_mediapipe
-from pipeline.labels.flow import check_sha256, url_file_name
+from pipeline.labels.weights import check_sha256, hub_cache_path, load_state_dict_file, url_file_name
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ FAN_INPUT = 256  # FAN's input side; its heatmaps are a quarter of it
 
 def fan_cache_paths() -> list[Path]:
     """Where torch.hub (and so face_alignment's own loader) keeps each release of the weights."""
-    return [Path(torch.hub.get_dir()) / "checkpoints" / url_file_name(url) for url in FAN_WEIGHTS]
+    return [hub_cache_path(url) for url in FAN_WEIGHTS]
 
 
 def _fan_path(weights_path: str | os.PathLike | None) -> Path:
@@ -157,17 +157,7 @@ def _fan_state_dict_model(path: Path) -> torch.nn.Module:
         from face_alignment.models import FAN
     except ImportError as err:
         raise ImportError(f"the face_alignment backend needs face_alignment: {FACES_INSTALL}") from err
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a stray file fails in pickle, zipfile or struct: all mean "not weights"
-        raise ValueError(f"{path} is not a PyTorch state dict ({err}): download {FAN_WEIGHTS[0]}") from err
-    model = FAN(4)
-    try:
-        model.load_state_dict(state_dict)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        reason = " ".join(str(err).splitlines()[1:2]).strip()[:300]  # torch's second line says what differs
-        raise ValueError(f"{path} does not hold FAN(4) weights ({reason}): use {FAN_WEIGHTS[0]}") from err
-    return model
+    return load_state_dict_file(FAN(4), path, "FAN(4)", FAN_WEIGHTS[0])
 
 
 def _is_torchscript(path: Path) -> bool:
