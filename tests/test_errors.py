@@ -1,7 +1,8 @@
 """Bad input files: each failure names the file, what is wrong and the fix, and leaves nothing half-written.
 
 Every case runs on tiny files the test makes: a dSprites file of six short clips, a folder of fake sheets
-with its own SHA256SUMS, an FSDD folder with one WAV that is not one.
+with its own SHA256SUMS, an FSDD folder with one WAV that is not one, model files and table CSVs cut short
+or holding something else.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import h5py
 import numpy as np
 import pytest
 import soundfile
+import torch
 from conftest import WORKFLOW_CONFIG, call_with_config
 
+import models
+from pipeline import files
 from pipeline.data import h5io
 from pipeline.data.audio import build_audio
 from pipeline.data.clips import load_clips
@@ -25,6 +29,7 @@ from pipeline.data.sprites import ATTRIBUTES, SHOES, build_sprites, load_layer
 from pipeline.evaluate.table1 import evaluate_model
 from pipeline.labels.flow import label_flow
 from pipeline.report.tables import make_table
+from pipeline.train.checkpoint import load_model, save_model
 
 SHEETS = [file for variants in ATTRIBUTES.values() for v in variants for file in v.files] + list(SHOES.files)
 
@@ -43,7 +48,7 @@ def tiny_dsprites(path: Path) -> Path:
 
 
 def assert_nothing_written(output: Path) -> None:
-    """Neither the output nor a temporary sibling of it (pipeline.data.h5io.atomic_path) is left."""
+    """Neither the output nor a temporary sibling of it (pipeline.files.atomic_path) is left."""
     assert not output.exists(), f"{output} was written"
     if output.parent.exists():
         leftovers = [p.name for p in output.parent.iterdir() if p.name.startswith(f".{output.name}.tmp-")]
@@ -67,12 +72,21 @@ def flip(path: Path, offset: int, size: int = 4096) -> None:
         ("/work/x/results/data/bouncing.h5", "build_bouncing"),
         ("results/labels/sprites/flow.h5", "label_flow"),
         ("results/labels/fsdd/silence.h5", "label_silence"),
+        ("results/labels/grid/landmarks.h5", "label_landmarks"),
+        ("results/models/sprites/full_swap/seed1/model.pt", "train_model"),
+        ("results/models/sprites/full/seed0/run/metrics.csv", "train_model"),
+        ("results/models/fsdd/s3vae/z16/model.pt", "train_audio_model"),
+        ("results/judges/smmnist/judge.pt", "train_judge"),
+        ("results/judges/smmnist/accuracy.csv", "train_judge"),
+        ("results/metrics/sprites/full/seed0.csv", "evaluate_model"),
+        ("results/metrics/sprites/full/seed0_diagnostics.csv", "diagnose_model"),
+        ("results/metrics/fsdd/s3vae/z16_verification.csv", "evaluate_verification"),
         ("elsewhere/dataset.h5", None),
     ],
 )
 def test_the_rule_that_rebuilds_a_file_comes_from_its_path(path: str, rule: str | None):
-    assert h5io.producing_rule(path) == rule
-    hint = h5io.rebuild_hint(path)
+    assert files.producing_rule(path) == rule
+    hint = files.rebuild_hint(path)
     assert path in hint
     if rule is not None:
         assert f"--forcerun {rule}" in hint
@@ -86,13 +100,13 @@ def test_a_truncated_dataset_names_the_file_and_how_to_rebuild_it(tmp_path: Path
         lambda: h5io.read_attrs(data),
         lambda: load_clips(data, "test"),
     ):
-        with pytest.raises(h5io.DamagedFileError) as err:
+        with pytest.raises(files.DamagedFileError) as err:
             read()
         message = str(err.value)
         assert str(data) in message and "is truncated" in message
         assert "--forcerun build_dsprites" in message and f"delete {data}" in message
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
-    with pytest.raises(h5io.DamagedFileError, match="--forcerun build_dsprites"):
+    with pytest.raises(files.DamagedFileError, match="--forcerun build_dsprites"):
         call_with_config(label_flow, WORKFLOW_CONFIG, dataset=data, output=labels, grid=4, topk=2)
     assert_nothing_written(labels)
 
@@ -108,7 +122,7 @@ def test_a_truncated_label_file_names_the_label_rule(tmp_path: Path):
         topk=2,
     )
     os.truncate(labels, labels.stat().st_size - 100)
-    with pytest.raises(h5io.DamagedFileError) as err:
+    with pytest.raises(files.DamagedFileError) as err:
         h5io.read_labels(labels, "train")
     assert str(labels) in str(err.value) and "--forcerun label_flow" in str(err.value)
 
@@ -123,7 +137,7 @@ def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path
         chunk = f["train/frames"].id.get_chunk_info(0)
     flip(data, chunk.byte_offset, chunk.size)
     labels = tmp_path / "results" / "labels" / "dsprites" / "flow.h5"
-    with pytest.raises(h5io.DamagedFileError) as err:
+    with pytest.raises(files.DamagedFileError) as err:
         call_with_config(label_flow, WORKFLOW_CONFIG, dataset=data, output=labels, grid=4, topk=2)
     message = str(err.value)
     assert str(data) in message and "is damaged" in message
@@ -131,11 +145,80 @@ def test_flipped_bytes_in_a_dataset_name_the_file_and_how_to_rebuild_it(tmp_path
     assert_nothing_written(labels)
 
 
+def saved_model(path: Path, family_name: str = "s3vae") -> Path:
+    config = models.S3VAEConfig(image_size=16, conv_channels=(4, 8), frame_dim=8, hidden_dim=8)
+    save_model(path, family_name, models.S3VAE(config))
+    return path
+
+
+def test_a_truncated_model_or_judge_names_itself_and_the_rule_that_retrains_it(tmp_path: Path):
+    for path, rule in (
+        (tmp_path / "results/models/dsprites/full/seed0/model.pt", "train_model"),
+        (tmp_path / "results/judges/dsprites/judge.pt", "train_judge"),
+    ):
+        saved_model(path)
+        os.truncate(path, path.stat().st_size // 2)
+        with pytest.raises(files.DamagedFileError) as err:
+            load_model(path)
+        message = str(err.value)
+        assert message.startswith(f"{path} is truncated (torch.load: RuntimeError: ")
+        assert f"--forcerun {rule}" in message and f"delete {path}" in message
+
+
+@pytest.mark.parametrize(
+    ("contents", "what"),
+    [
+        (b"", "is truncated (torch.load: EOFError"),
+        (b"id,value\n1,2\n", "is damaged (torch.load: UnpicklingError"),
+        (
+            "a dict without a model",
+            "is not a seqdis model file (it lacks ['family', 'config', 'state_dict'])",
+        ),
+        ("a model of another shape", "does not hold the model its config describes (RuntimeError"),
+    ],
+)
+def test_a_file_that_is_no_model_names_itself_and_what_is_wrong(tmp_path: Path, contents, what: str):
+    path = tmp_path / "results/models/dsprites/full/seed0/model.pt"
+    path.parent.mkdir(parents=True)
+    if contents == "a dict without a model":
+        torch.save({"weights": torch.zeros(2)}, path)
+    elif contents == "a model of another shape":
+        saved = torch.load(saved_model(path), weights_only=False)
+        saved["config"]["hidden_dim"] = 16
+        torch.save(saved, path)
+    else:
+        path.write_bytes(contents)
+    with pytest.raises(files.DamagedFileError) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"{path} {what}") and "--forcerun train_model" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("", "is damaged (EmptyDataError"),
+        ("dataset,head,accuracy,n\n", "holds no rows"),
+        ("dataset,head\nsprites,action\n", "lacks the columns ['accuracy', 'n']"),
+        (
+            "dataset,head,accuracy,n\nsprites,action,0.99,2664\nsprites,sk",
+            "has empty cells in ['accuracy', 'n']",
+        ),
+    ],
+)
+def test_a_damaged_table_csv_names_itself_and_the_rule_that_remakes_it(tmp_path: Path, text: str, what: str):
+    path = tmp_path / "results/judges/sprites/accuracy.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(files.DamagedFileError) as err:
+        files.read_csv(path, columns=["dataset", "head", "accuracy", "n"])
+    assert str(err.value).startswith(f"{path} {what}") and "--forcerun train_judge" in str(err.value)
+
+
 def test_a_missing_split_is_not_called_damage(tmp_path: Path):
     data = tiny_dsprites(tmp_path / "dsprites.h5")
     with pytest.raises(KeyError, match="has no split 'val'") as err:
         h5io.read_split(data, "val")
-    assert not isinstance(err.value, h5io.DamagedFileError)
+    assert not isinstance(err.value, files.DamagedFileError)
 
 
 def test_a_dataset_built_before_it_carried_its_protocol_names_the_file_and_how_to_rebuild_it(tmp_path: Path):
@@ -163,7 +246,7 @@ def test_a_dataset_built_before_it_carried_its_protocol_names_the_file_and_how_t
         message = str(err.value)
         assert str(data) in message and "carries no scoring protocol" in message
         assert "--forcerun build_dsprites" in message
-        assert not isinstance(err.value, h5io.DamagedFileError)
+        assert not isinstance(err.value, files.DamagedFileError)
 
 
 def test_a_protocol_must_name_known_directions_and_one_of_the_heads(tmp_path: Path):

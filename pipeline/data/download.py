@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.config import FromConfig
-from pipeline.data.h5io import atomic_path
+from pipeline.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

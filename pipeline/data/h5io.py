@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -51,23 +50,10 @@ import h5py
 import numpy as np
 
 from pipeline.data.factors import Factor, judge_heads
+from pipeline.files import DamagedFileError, atomic_path, damaged, rebuild_hint
 
 LAYOUT_VERSION = 1
 GENERATION_DIRECTIONS = ("fixed_dynamics", "fixed_static")  # which latent a generated clip keeps
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass(frozen=True)
@@ -160,44 +146,11 @@ def write_dataset(
                 )
 
 
-class DamagedFileError(OSError):
-    """An HDF5 file that exists but cannot be read (truncated, or corrupted bytes)."""
-
-
 class LayoutError(KeyError):
     """A readable file that lacks a split or a group the caller asked for."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
-
-
-# Which rule of the workflow writes a file, from its path (the results/ layout in the Snakefile's header).
-_PRODUCERS = (
-    (re.compile(r"(?:^|/)results/data/(?:fsdd|timit)\.h5$"), "build_audio"),
-    (re.compile(r"(?:^|/)results/data/([a-z0-9]+)\.h5$"), "build_{}"),
-    (re.compile(r"(?:^|/)results/labels/[a-z0-9]+/(flow|silence)\.h5$"), "label_{}"),
-)
-
-
-def producing_rule(path: str | os.PathLike) -> str | None:
-    """The workflow rule that writes `path` (`results/data/dsprites.h5` -> `build_dsprites`), if any."""
-    text = Path(path).as_posix()
-    for pattern, rule in _PRODUCERS:
-        if match := pattern.search(text):
-            return rule.format(*match.groups())
-    return None
-
-
-def rebuild_hint(path: str | os.PathLike) -> str:
-    """How to remake `path`: Snakemake keeps a damaged output as up to date, so a plain rerun fails again."""
-    rule = producing_rule(path)
-    if rule is None:
-        return f"delete {path} and rerun the stage that wrote it"
-    return (
-        f"rebuild it with `snakemake [TARGET ...] --forcerun {rule}` and your --config (targets first: "
-        f"--forcerun and --config take several values; what depends on it reruns too), or delete {path} "
-        "so that the next run remakes it"
-    )
 
 
 @contextmanager
@@ -212,9 +165,7 @@ def _open(path: str | os.PathLike) -> Iterator[h5py.File]:
         raise
     except (OSError, RuntimeError, KeyError) as err:  # h5py's errors for truncated or corrupted files
         what = "is truncated" if "truncated" in str(err) else "is damaged"
-        raise DamagedFileError(
-            f"{path} {what} (HDF5: {err}), so it cannot be read: {rebuild_hint(path)}"
-        ) from err
+        raise damaged(path, f"{what} (HDF5: {err})") from err
 
 
 def read_factors(path: str | os.PathLike) -> list[Factor]:

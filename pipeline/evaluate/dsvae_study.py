@@ -40,9 +40,10 @@ import torch  # noqa: E402
 from pipeline.config import FromConfig, resolve_bf16, resolve_device  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
 from pipeline.data.factors import JudgeHead, judge_heads  # noqa: E402
-from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.data.h5io import read_attrs  # noqa: E402
 from pipeline.evaluate import heads, metrics  # noqa: E402
 from pipeline.evaluate.table1 import judge_generations, posterior_means  # noqa: E402
+from pipeline.files import atomic_path  # noqa: E402
 from pipeline.report.figures import save_figure  # noqa: E402
 from pipeline.report.tables import markdown_dsvae_table1, over_seeds, write_markdown  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402

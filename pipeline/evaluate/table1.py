@@ -32,10 +32,11 @@ from torch import Tensor, nn
 from pipeline.config import FromConfig, resolve_bf16, resolve_device
 from pipeline.data.clips import load_clips
 from pipeline.data.factors import JudgeHead, judge_heads
-from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol, atomic_path, read_attrs, read_protocol
+from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol, read_attrs, read_protocol
 from pipeline.evaluate import heads, metrics
 from pipeline.evaluate.columns import HEADLINE, METRIC_COLUMNS
 from pipeline.evaluate.sampled import table1_probabilities
+from pipeline.files import atomic_path
 from pipeline.train.checkpoint import load_model
 from pipeline.train.families import family_of_model
 from pipeline.train.loop import autocast

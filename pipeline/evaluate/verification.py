@@ -18,9 +18,9 @@ import pandas as pd
 from pipeline.config import FromConfig, resolve_device
 from pipeline.data import h5io
 from pipeline.data.clips import load_clips
-from pipeline.data.h5io import atomic_path
 from pipeline.evaluate.columns import VERIFICATION_COLUMNS
 from pipeline.evaluate.table1 import posterior_means
+from pipeline.files import atomic_path
 from pipeline.train.checkpoint import load_model
 
 logger = logging.getLogger(__name__)

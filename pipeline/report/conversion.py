@@ -23,7 +23,7 @@ from pipeline.config import FromConfig, resolve_device  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.audio import features_to_audio  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
-from pipeline.data.h5io import atomic_path  # noqa: E402
+from pipeline.files import atomic_path  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from pipeline.config import FromConfig, resolve_device  # noqa: E402
 from pipeline.data.clips import load_clips, to_uint8  # noqa: E402
-from pipeline.data.h5io import atomic_path  # noqa: E402
+from pipeline.files import atomic_path  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.families import family_of_model  # noqa: E402
 

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.data import h5io  # noqa: E402
+from pipeline.files import atomic_path  # noqa: E402
 from pipeline.labels.landmarks import DISTANCE_NAMES, SCHEMES, Scheme  # noqa: E402
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green")  # right eye, left eye, lips
@@ -80,7 +81,7 @@ def plot_landmarks(
         fontsize=9,
     )
     fig.tight_layout()
-    with h5io.atomic_path(output) as tmp:
+    with atomic_path(output) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
 
