@@ -110,6 +110,54 @@ def check_mirror(mirror: str | None, source: str = "config") -> None:
     )
 
 
+# The frame sides that no config key sets: the LPC sheets' cells (pipeline/data/sprites.py CELL) and
+# SMMNIST's canvas (pipeline/data/smmnist.py MovingDigitsSpec); a test ties both to their builders. Every
+# other dataset's is its section's image_size.
+FIXED_FRAME_SIDES = {"sprites": 64, "smmnist": 64}
+
+
+def _dataset_sections(config: Mapping, key: str) -> dict[str, object]:
+    """{section: value of `key`} of the top-level sections holding `key` (dataset sections: image_size,
+    train_sequences)."""
+    return {name: part[key] for name, part in config.items() if isinstance(part, Mapping) and key in part}
+
+
+def _geometry_errors(config: Mapping) -> list[str]:
+    """What the image geometry asks that the schema cannot say: the flow grid divides every frame side it
+    labels, and every conv stack halves every frame side down to a whole number of pixels."""
+    sides = {**FIXED_FRAME_SIDES, **_dataset_sections(config, "image_size")}
+    flow, errors = config["flow"], []
+    if flow["topk"] > flow["grid"] ** 2:
+        errors.append(f"flow.topk {flow['topk']} is more than the flow.grid**2 = {flow['grid'] ** 2} cells")
+    for dataset, side in sides.items():
+        if config["dfp_labels"].get(dataset, "flow") == "flow" and side % flow["grid"]:
+            errors.append(f"flow.grid {flow['grid']} does not divide the {dataset} frame side {side}")
+    stacks = {"model.conv_channels": config["model"]["conv_channels"]}
+    stacks["judge.conv_channels"] = config["judge"]["conv_channels"]
+    for name, variant in config["variants"].items():
+        if variant.get("conv_channels"):
+            stacks[f"variants.{name}.conv_channels"] = variant["conv_channels"]
+    for key, channels in stacks.items():
+        halving = 2 ** len(channels)
+        odd = {d: side for d, side in sides.items() if side % halving}
+        if odd:
+            layers = f"{key} has {len(channels)} stride-2 layers"
+            errors.append(f"{layers}: the frame sides {odd} are not divisible by {halving}")
+    return errors
+
+
+def _batch_errors(config: Mapping) -> list[str]:
+    """Training splits smaller than one batch (the last partial batch is dropped: no step would be taken)."""
+    batch, errors = config["train"]["batch_size"], []
+    limited = config["train"]["max_sequences"]
+    if limited is not None and limited < batch:
+        errors.append(f"train.max_sequences {limited} is less than one train.batch_size of {batch}")
+    for dataset, clips in _dataset_sections(config, "train_sequences").items():
+        if clips < batch:
+            errors.append(f"{dataset}.train_sequences {clips} is less than one train.batch_size of {batch}")
+    return errors
+
+
 def validate(config: Mapping, source: str = "config") -> None:
     schema = _load_yaml(SCHEMA)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
@@ -163,6 +211,9 @@ def validate(config: Mapping, source: str = "config") -> None:
             f"{source}: audio_datasets lists timit but timit.root is null: set it to your TIMIT copy "
             "(LDC93S1), e.g. --config timit='{root: /data/TIMIT}', or drop timit"
         )
+    errors = _geometry_errors(config) + _batch_errors(config)
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(errors) + ": change the keys named")
     check_mirror(config["mirror"], source)
 
 

@@ -81,6 +81,51 @@ def test_wrong_type_or_value_names_the_key(override: dict, where: str):
         load(overrides=override)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"seed": -1}, "seed: -1 is less than the minimum of 0"),
+        ({"train": {"batch_size": 0}}, "train/batch_size: 0 is less than the minimum of 2"),
+        ({"judge": {"lr": 5}}, "judge/lr: 5 is greater than the maximum of 1"),
+        ({"variants": {"full": {"lr": 0}}}, "variants/full/lr: 0 is less than or equal to the minimum of 0"),
+        ({"methods": ["full", "Full swap"]}, "methods/1: 'Full swap' does not match '^[a-z0-9_]+$'"),
+        ({"variants": {"full-2": {}}}, "variants: 'full-2' does not match '^[a-z0-9_]+$'"),
+        ({"mirror": ""}, "mirror: '' should be non-empty"),
+        ({"mug": {"root": ""}}, "mug/root: '' should be non-empty"),
+        ({"dsprites": {"image_size": 24}}, "dsprites/image_size: 24 is less than the minimum of 32"),
+        ({"dfp_labels": {"sprite": "flow"}}, "dfp_labels: 'sprite' is not one of"),
+        ({"judge": {"min_accuracy": {"timit": 0.9}}}, "judge/min_accuracy: 'timit' is not one of"),
+        ({"audio": {"silence_db": 6}}, "audio/silence_db: 6 is greater than the maximum of 0"),
+        ({"flow": {"grid": 5}}, "flow.grid 5 does not divide the sprites frame side 64"),
+        ({"flow": {"topk": 65}}, "flow.topk 65 is more than the flow.grid**2 = 64 cells"),
+        (
+            {"model": {"conv_channels": [8] * 7}},
+            "model.conv_channels has 7 stride-2 layers: the frame sides {'sprites': 64",
+        ),
+        (
+            {"dsprites": {"image_size": 40}},
+            "4 stride-2 layers: the frame sides {'dsprites': 40} are not divisible by 16",
+        ),
+        ({"train": {"max_sequences": 8}}, "train.max_sequences 8 is less than one train.batch_size of 32"),
+        (
+            {"preset": "smoke", "train": {"batch_size": 32}},
+            "smmnist.train_sequences 24 is less than one train.batch_size of 32",
+        ),
+    ],
+)
+def test_a_value_the_first_job_would_refuse_stops_at_validation_naming_the_key(override: dict, message: str):
+    with pytest.raises(ConfigError) as err:
+        load(overrides=override)
+    assert message in str(err.value)
+
+
+def test_the_frame_sides_no_key_sets_are_the_builders():
+    from pipeline.data.smmnist import MovingDigitsSpec
+    from pipeline.data.sprites import CELL
+
+    assert cfg.FIXED_FRAME_SIDES == {"sprites": CELL, "smmnist": MovingDigitsSpec().image_size}
+
+
 def test_the_datasets_of_each_table_are_config():
     table1 = ["sprites", "smmnist", "mug"]
     assert load()["table_datasets"] == {"table1": table1, "table2": ["mug"], "dsprites": ["dsprites"]}
