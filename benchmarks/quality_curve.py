@@ -105,6 +105,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
         settings=settings,
         run_dir=run_dir / f"{method}_seed{seed}",
         run_config={"method": method, "seed": seed, "epochs": max(epochs), "model": repr(model.config)},
+        inputs={"dataset": files["dataset"], "labels": labels},
         after_epoch=score,
     )
     return rows

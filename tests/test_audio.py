@@ -35,6 +35,7 @@ from pipeline.evaluate.verification import (
     utterance_means,
     verification_eers,
 )
+from pipeline.files import file_sha256
 from pipeline.labels.silence import label_silence, silence_labels
 from pipeline.report.conversion import convert_voices
 from pipeline.report.tables import make_table3
@@ -168,6 +169,8 @@ def test_every_audio_family_trains_scores_and_converts(method: str, timit_root: 
         train_audio_model, config, dataset=str(data), labels=str(labels), output=str(model), variant=variant
     )
     assert load_model(model).config.static_dim == 4
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["inputs"]  # what resume checks
+    assert recorded == {"dataset": file_sha256(data), "labels": file_sha256(labels)}
     scores = tmp_path / "verification.csv"
     call_with_config(
         evaluate_verification, config, model=str(model), dataset=str(data), output=str(scores), method=method

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -15,8 +17,10 @@ from torch import nn
 
 import models
 from pipeline import config as config_module
+from pipeline import files
 from pipeline.data import h5io
 from pipeline.data.clips import ClipSet, load_clips
+from pipeline.train import checkpoint
 from pipeline.train import loop as training
 from pipeline.train.checkpoint import load_model, save_model
 from pipeline.train.judge import judge_accuracy, train_judge
@@ -145,6 +149,14 @@ def interrupt_in_epoch(monkeypatch: pytest.MonkeyPatch, stop_epoch: int, after_b
     monkeypatch.setattr(training, "train_one_epoch", dying_epoch)
 
 
+def run_killed_in_epoch(data, out: Path, config: dict, monkeypatch, stop_epoch: int) -> None:
+    """A run of `config` dying inside epoch `stop_epoch` (0-based): its checkpoint has that many epochs."""
+    with monkeypatch.context() as patch:
+        interrupt_in_epoch(patch, stop_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_train(data, out, config)
+
+
 def assert_same_weights(a: Path, b: Path) -> None:
     state_a = torch.load(a, weights_only=False)["state_dict"]
     state_b = torch.load(b, weights_only=False)["state_dict"]
@@ -163,16 +175,13 @@ def test_uninterrupted_run_writes_model_and_metrics(uninterrupted: Path):
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_data, uninterrupted, tmp_path, monkeypatch, caplog):
     config = tiny_config()
-    with monkeypatch.context() as patch:
-        interrupt_in_epoch(patch, stop_epoch=2)
-        with pytest.raises(KeyboardInterrupt):
-            run_train(tiny_data, tmp_path, config)
+    run_killed_in_epoch(tiny_data, tmp_path, config, monkeypatch, stop_epoch=2)
     run = tmp_path / "run"
     assert epoch_of(run / "checkpoint.pt") == 2
     assert not (tmp_path / "model.pt").exists()
     assert metric_rows(run) == [(e, s) for e in (1, 2) for s in ("test", "train")]
 
-    caplog.set_level(logging.INFO, logger="pipeline.train.loop")
+    caplog.set_level(logging.INFO, logger="pipeline.train")
     run_train(tiny_data, tmp_path, config)
     assert any("resuming" in r.getMessage() and "after epoch 2" in r.getMessage() for r in caplog.records)
     assert metric_rows(run) == [(e, s) for e in (1, 2, 3) for s in ("test", "train")]
@@ -186,15 +195,15 @@ def test_kill_between_metrics_and_checkpoint_leaves_no_duplicate_rows(
     """A kill while epoch 3's checkpoint is being written: metrics.csv already has epoch 3, the checkpoint
     says 2. The rerun repeats epoch 3 and must not log it twice."""
     config = tiny_config()
-    original = training._save_checkpoint
+    original = checkpoint.save_checkpoint
 
-    def dying_save(path, state):
-        if state["epoch"] == 3:
+    def dying_save(path, state, **details):
+        if details["epochs_done"] == 3:
             raise KeyboardInterrupt
-        original(path, state)
+        original(path, state, **details)
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "_save_checkpoint", dying_save)
+        patch.setattr(checkpoint, "save_checkpoint", dying_save)
         with pytest.raises(KeyboardInterrupt):
             run_train(tiny_data, tmp_path, config)
     assert epoch_of(tmp_path / "run" / "checkpoint.pt") == 2
@@ -205,13 +214,77 @@ def test_kill_between_metrics_and_checkpoint_leaves_no_duplicate_rows(
 
 def test_checkpoint_of_another_config_is_not_resumed(tiny_data, uninterrupted, tmp_path, caplog):
     shutil.copytree(uninterrupted / "run", tmp_path / "run")
-    caplog.set_level(logging.INFO, logger="pipeline.train.loop")
+    caplog.set_level(logging.INFO, logger="pipeline.train")
     run_train(tiny_data, tmp_path, tiny_config(epochs=1, lr=0.002))
     messages = [r.getMessage() for r in caplog.records]
-    assert any("another config" in m for m in messages)
-    assert not any("resuming" in m for m in messages)
+    assert any("config changed (train.epochs: 3 -> 1, train.lr: 0.0005 -> 0.002)" in m for m in messages)
+    assert not any(m.startswith("resuming") for m in messages)
     assert epoch_of(tmp_path / "run" / "checkpoint.pt") == 1
     assert metric_rows(tmp_path / "run") == [(1, "test"), (1, "train")]
+
+
+def not_resumed_because(caplog) -> list[str]:
+    """The reasons logged for checkpoints set aside."""
+    return [m.split(": ", 1)[1] for m in caplog.messages if m.startswith("not resuming ")]
+
+
+def test_a_finished_run_trains_again_from_epoch_one(tiny_data, uninterrupted, tmp_path, caplog):
+    """A rerun of a finished run (`--forcerun train_model` after a code change) trains, never returns the
+    old model unlooked-at; same inputs and seed, so the same model again."""
+    shutil.copytree(uninterrupted / "run", tmp_path / "run")
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    run_train(tiny_data, tmp_path, tiny_config())
+    assert not_resumed_because(caplog) == ["finished run: training again; training from epoch 1"]
+    assert [m for m in caplog.messages if m.startswith("epoch ")][0].startswith("epoch 1/3")
+    assert metric_rows(tmp_path / "run") == [(e, s) for e in (1, 2, 3) for s in ("test", "train")]
+    assert_same_weights(tmp_path / "model.pt", uninterrupted / "model.pt")
+
+
+def test_changed_data_is_never_resumed(tiny_data, tmp_path, caplog):
+    """The dataset rebuilt with other clips at the same path (the issue's `dsprites={train_sequences: 40}`):
+    the run's checkpoint is set aside for that reason first, and the model is the one a fresh run on the
+    new clips trains."""
+    (tmp_path / "data").mkdir()
+    data = (Path(shutil.copy(tiny_data[0], tmp_path / "data")), tiny_data[1])
+    config = tiny_config()
+    run_train(data, tmp_path / "old", config)
+    (tmp_path / "old" / "model.pt").unlink()  # as Snakemake deletes the output of a job it reruns
+    splits = {"train": synthetic_split(N_TRAIN, 10), "test": synthetic_split(N_TEST, 11)}
+    h5io.write_dataset(data[0], name="tiny", factors=FACTORS, splits=splits, protocol=PROTOCOL)
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    run_train(data, tmp_path / "old", config)
+    assert not_resumed_because(caplog) == ["inputs changed (dataset); training from epoch 1"]
+    run_train(data, tmp_path / "fresh", config)
+    assert_same_weights(tmp_path / "old" / "model.pt", tmp_path / "fresh" / "model.pt")
+    recorded = json.loads((tmp_path / "fresh" / "run" / "config.json").read_text())["inputs"]
+    assert recorded == {"dataset": files.file_sha256(data[0]), "labels": files.file_sha256(data[1])}
+
+
+def test_an_interrupted_run_of_other_code_trains_afresh(
+    tiny_data, uninterrupted, tmp_path, monkeypatch, caplog
+):
+    config = tiny_config()
+    run_killed_in_epoch(tiny_data, tmp_path, config, monkeypatch, stop_epoch=2)
+    monkeypatch.setattr(checkpoint, "code_sha256", lambda: "the code after an edit")
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    run_train(tiny_data, tmp_path, config)
+    assert not_resumed_because(caplog) == [
+        "code changed (the pipeline or models packages); training from epoch 1"
+    ]
+    assert_same_weights(tmp_path / "model.pt", uninterrupted / "model.pt")
+
+
+def test_an_unreadable_checkpoint_trains_afresh(tiny_data, uninterrupted, tmp_path, monkeypatch, caplog):
+    config = tiny_config()
+    run_killed_in_epoch(tiny_data, tmp_path, config, monkeypatch, stop_epoch=2)
+    saved = tmp_path / "run" / "checkpoint.pt"
+    os.truncate(saved, saved.stat().st_size // 2)
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    run_train(tiny_data, tmp_path, config)
+    (reason,) = not_resumed_because(caplog)
+    assert reason.startswith("it cannot be read (RuntimeError: ") and reason.endswith("training from epoch 1")
+    assert metric_rows(tmp_path / "run") == [(e, s) for e in (1, 2, 3) for s in ("test", "train")]
+    assert_same_weights(tmp_path / "model.pt", uninterrupted / "model.pt")
 
 
 def test_nan_loss_stops_and_names_the_last_good_checkpoint(tmp_path):
@@ -279,6 +352,17 @@ def test_train_judge_writes_one_accuracy_row_per_head(judge_files):
     assert sorted(table["head"]) == ["action", "body"]
     assert table["accuracy"].between(0, 1).all()
     assert (table["n"] == N_TEST).all() and (table["dataset"] == "tiny").all()
+
+
+def test_a_finished_judge_trains_again(tiny_data, judge_files, tmp_path, caplog):
+    judge, accuracy = judge_files
+    shutil.copytree(judge.parent / "run", tmp_path / "run")
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    arguments = {"dataset": str(tiny_data[0]), "output": str(tmp_path / "judge.pt")}
+    call_with_config(train_judge, tiny_config(), accuracy=str(tmp_path / "accuracy.csv"), **arguments)
+    assert not_resumed_because(caplog) == ["finished run: training again; training from epoch 1"]
+    assert_same_weights(tmp_path / "judge.pt", judge)
+    assert (tmp_path / "accuracy.csv").read_text() == accuracy.read_text()
 
 
 def test_loaded_judge_reproduces_its_accuracy(tiny_data, judge_files):

@@ -38,9 +38,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from pipeline.config import FromConfig, resolve_bf16, resolve_device  # noqa: E402
 from pipeline.data.clips import ClipSet, load_clips  # noqa: E402
 from pipeline.data.factors import JudgeHead, judge_heads  # noqa: E402
-from pipeline.data.h5io import atomic_path, read_attrs  # noqa: E402
+from pipeline.data.h5io import read_attrs  # noqa: E402
 from pipeline.evaluate import heads  # noqa: E402
 from pipeline.evaluate.table1 import posterior_means  # noqa: E402
+from pipeline.files import atomic_path, read_csv  # noqa: E402
 from pipeline.report.figures import save_figure  # noqa: E402
 from pipeline.train.checkpoint import load_model  # noqa: E402
 from pipeline.train.loop import autocast  # noqa: E402
@@ -109,7 +110,7 @@ def head_accuracies(
 
 def last_epoch_terms(run_metrics: str) -> dict[str, float]:
     """The loss terms of the last training epoch in a run's metrics.csv."""
-    table = pd.read_csv(run_metrics)
+    table = read_csv(run_metrics, columns=["epoch", "split", "loss"])
     last = table[table["split"] == "train"].iloc[-1]
     return {k: float(v) for k, v in last.items() if k not in ("epoch", "split", "seconds") and pd.notna(v)}
 

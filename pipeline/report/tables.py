@@ -15,8 +15,9 @@ import logging
 import markdown
 import pandas as pd
 
-from pipeline.data.h5io import Protocol, atomic_path, read_attrs, read_protocol
+from pipeline.data.h5io import Protocol, read_attrs, read_protocol
 from pipeline.evaluate.columns import HEADLINE, TABLE_COLUMNS, VERIFICATION_COLUMNS
+from pipeline.files import atomic_path, read_csv
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,17 @@ def write_markdown(text: str, output_md: str, output_html: str | None = None) ->
         tmp.write_text(page)
 
 
-def _concat(paths: list[str]) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
+# The columns the tables read from each per-model CSV, filled on every row (else the file names itself as
+# damaged: pipeline/files.py)
+FILLED_METRICS = ["dataset", "method", "metric", "value"]
+FILLED_JUDGES = ["dataset", "head", "accuracy", "n"]
+FILLED_DIAGNOSTICS = ["dataset", "method", "diagnostic", "factor", "value"]
+FILLED_VERIFICATION = ["dataset", "model", "feature", "dim", "eer"]
+
+
+def _concat(paths: list[str], columns: list[str]) -> pd.DataFrame:
+    tables = [read_csv(path, columns=columns) for path in paths]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def table_protocols(datasets: list[str]) -> dict[str, Protocol]:
@@ -227,8 +237,8 @@ def make_table(
     the table's datasets that were not built (a licensed one without its copy), for the Markdown."""
     protocols = table_protocols(datasets)
     bars = dict(judge_bars or {})
-    judge_table = _concat(judges)
-    per_seed = _concat(metrics)
+    judge_table = _concat(judges, FILLED_JUDGES)
+    per_seed = _concat(metrics, FILLED_METRICS)
     unknown = sorted((set(per_seed["dataset"]) | set(judge_table["dataset"])) - set(protocols))
     if unknown:
         raise ValueError(
@@ -247,7 +257,7 @@ def make_table(
     rows = pd.concat([ours, labelled], ignore_index=True).reindex(columns=TABLE_COLUMNS)
     with atomic_path(output_csv) as tmp:
         rows.to_csv(tmp, index=False)
-    diagnostic_rows = _concat(list(diagnostics))
+    diagnostic_rows = _concat(list(diagnostics), FILLED_DIAGNOSTICS)
     if len(diagnostic_rows):
         diagnostic_rows = diagnostic_rows[~diagnostic_rows["dataset"].isin(withheld)]
     text = markdown_table(protocols, ours, reference, judge_table, diagnostic_rows, withheld, bars, left_out)
@@ -281,7 +291,7 @@ def make_table3(
     output_html: str | None = None,
 ) -> None:
     """Concatenate per-model verification files; add the published rows labelled `published: `."""
-    ours = pd.concat([pd.read_csv(path) for path in verification], ignore_index=True)
+    ours = _concat(verification, FILLED_VERIFICATION)
     ours["source"] = "seqdis"
     reference = pd.read_csv(published, comment="#")
     reference = reference.assign(model="published: " + reference["model"])

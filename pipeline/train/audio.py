@@ -49,7 +49,8 @@ def train_audio_model(
     model = family(name).build(inputs)
     logger.info("training %s on %d segments: %s", name, len(train_set), model.config)
     settings = train_settings(train, seed=seed, device=device)
-    fit_and_save(model, name, vae_loss_fn(train_set), train_set, test_set, settings, output)
+    inputs = {"dataset": dataset, "labels": labels}
+    fit_and_save(model, name, vae_loss_fn(train_set), train_set, test_set, settings, output, inputs)
 
 
 if __name__ == "__main__":

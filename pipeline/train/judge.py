@@ -13,8 +13,8 @@ from pipeline.config import FromConfig
 from pipeline.data import h5io
 from pipeline.data.clips import ClipSet, load_clips
 from pipeline.data.factors import JudgeHead, judge_heads
-from pipeline.data.h5io import atomic_path
 from pipeline.evaluate import heads
+from pipeline.files import atomic_path
 from pipeline.train import distributed
 from pipeline.train.families import ModelInputs, family
 from pipeline.train.loop import autocast
@@ -69,7 +69,7 @@ def train_judge(
     net = family("judge").build(ModelInputs(judge, {}, train_set, attrs))
     settings = train_settings(judge, seed=seed, device=device)
     loss = judge_loss_fn(judge_heads(train_set.factors))
-    fit_and_save(net, "judge", loss, train_set, test_set, settings, output)
+    fit_and_save(net, "judge", loss, train_set, test_set, settings, output, {"dataset": dataset})
     if not distributed.world().main:
         return
     net.eval()

@@ -1,9 +1,11 @@
 """The training loop every model shares: seeded, resumable, logged (torchvision references / dinov2 shape).
 
 `fit` runs `train_one_epoch` and `evaluate` per epoch and writes, in `run_dir`:
-- `checkpoint.pt`: model, optimiser, scheduler, epoch, step and config, after every epoch (atomically);
+- `checkpoint.pt`: model, optimiser, scheduler, epoch, step and the run's identity, after every epoch
+  (atomically; pipeline/train/checkpoint.py);
 - `metrics.csv` and `tensorboard/`: every loss term per epoch for both splits.
-A rerun with the same config resumes after the last finished epoch. Each epoch reseeds torch from
+An interrupted run resumes after its last finished epoch when the config, the input files and the code are
+the same; anything else (a finished run too) trains afresh and says why. Each epoch reseeds torch from
 (seed, epoch), so a resumed run follows the same data order and noise as an uninterrupted one.
 `fit_gan` trains a GAN (MoCoGAN) through the same epoch loop (`run_epochs`), with one Adam per player.
 """
@@ -15,8 +17,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from pipeline.data.clips import ClipSet
-from pipeline.data.h5io import atomic_path
-from pipeline.train import distributed
+from pipeline.files import atomic_path
+from pipeline.train import checkpoint, distributed
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +188,15 @@ class MetricsLog:
         self.path = run_dir / "metrics.csv"
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
 
+    def epoch(self, done: int, epochs: int, train: dict, test: dict, seconds: tuple, clips: int) -> None:
+        """Epoch `done`'s rows of both splits (`seconds`: train, test), and its log line."""
+        self.write(done, "train", train, seconds[0])
+        self.write(done, "test", test, seconds[1])
+        logger.info(
+            "epoch %d/%d: train loss %.2f, test loss %.2f, %.0f clips/s",
+            *(done, epochs, train["loss"], test["loss"], clips / seconds[0]),
+        )
+
     def write(self, epoch: int, split: str, terms: dict[str, float], seconds: float) -> None:
         row = {"epoch": epoch, "split": split, "seconds": round(seconds, 2), **terms}
         exists = self.path.exists()
@@ -212,45 +224,25 @@ def _drop_rows_after(path: Path, epoch: int) -> None:
         writer.writerows(rows)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _checkpoint(state: dict, epochs_done: int, steps_per_epoch: int, fingerprint: str) -> dict:
-    """What checkpoint.pt holds after `epochs_done` epochs: the state_dict of every part of `state`, the
-    epoch, the optimiser step and the run config's fingerprint (`_resume` resumes only the same config)."""
-    return {
-        **{name: part.state_dict() for name, part in state.items()},
-        "epoch": epochs_done,
-        "step": epochs_done * steps_per_epoch,
-        "config": fingerprint,
-    }
-
-
-def _resume(run_dir: Path, fingerprint: str, state: dict, device: str, read_only: bool = False) -> int:
-    """The epochs already done: those of `run_dir/checkpoint.pt` when it was made with this config (its parts
-    are loaded into `state`), else 0, with a checkpoint of another config and any old metrics removed
-    (unless `read_only`)."""
-    checkpoint_path = run_dir / "checkpoint.pt"
-    start_epoch = 0
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if saved["config"] == fingerprint:
-            for name, part in state.items():
-                part.load_state_dict(saved[name])
-            start_epoch = saved["epoch"]
-            logger.info("resuming %s after epoch %d", checkpoint_path, start_epoch)
-            if not read_only:
-                _drop_rows_after(run_dir / "metrics.csv", start_epoch)
-        elif read_only:
-            return 0
-        else:
-            logger.warning("%s was made with another config: starting afresh", checkpoint_path)
-            checkpoint_path.unlink()
-            (run_dir / "metrics.csv").unlink(missing_ok=True)
-    if start_epoch == 0 and not read_only:
+def _start_run(run_dir: Path, run_config: dict, identity: dict, state: dict, device: str) -> int:
+    """The epoch to start from. Resume on rank 0 (which sets aside a checkpoint of another run), then on the
+    others, which find what rank 0 left: every rank starts from the same state. Rank 0 keeps the metrics of
+    the epochs resumed, or clears those of a run set aside (metrics.csv and TensorBoard's events), and
+    records the run in config.json (its config, its inputs' and its code's sha256)."""
+    w = distributed.world()
+    path = run_dir / "checkpoint.pt"
+    start_epoch = checkpoint.resume(path, identity, state, device) if w.main else 0
+    if w.main and start_epoch:
+        _drop_rows_after(run_dir / "metrics.csv", start_epoch)
+    elif w.main:
         (run_dir / "metrics.csv").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    if w.main:
+        recorded = {**run_config, "inputs": identity["inputs"], "code": identity["code"]}
+        (run_dir / "config.json").write_text(json.dumps(recorded, indent=2))
+    distributed.barrier()
+    if not w.main:
+        start_epoch = checkpoint.resume(path, identity, state, device, read_only=True)
     return start_epoch
 
 
@@ -263,26 +255,26 @@ def run_epochs(
     train_epoch: Callable[[int], dict[str, float]],
     test_epoch: Callable[[], dict[str, float]],
     steps_per_epoch: int,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
     after_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """The epoch loop every trainer shares: resume, per-epoch seeding, logging and checkpoints.
 
     `state` names what a checkpoint holds ({"model": ..., "optimizer": ...}: anything with `state_dict`
     and `load_state_dict`); `train_epoch(epoch)` and `test_epoch()` return the epoch's mean loss terms,
-    with the total under "loss". `after_epoch(epochs_done)` runs after each epoch's checkpoint (the
-    budget curve scores the model there).
+    with the total under "loss". `inputs` names the files the run reads by role ({"dataset": path, ...}):
+    with `run_config` and the code they make the run's identity, which a checkpoint must carry to be
+    resumed (pipeline/train/checkpoint.py). `after_epoch(epochs_done)` runs after each epoch's checkpoint
+    (the budget curve scores the model there).
     """
     s = settings
     w = distributed.world()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = json.dumps(run_config, sort_keys=True)
+    identity = checkpoint.run_identity(run_config, inputs or {})
     checkpoint_path = run_dir / "checkpoint.pt"
-    start_epoch = _resume_all_ranks(run_dir, fingerprint, state, s.device)
-    log = None
-    if w.main:
-        (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
-        log = MetricsLog(run_dir)
+    start_epoch = _start_run(run_dir, run_config, identity, state, s.device)
+    log = MetricsLog(run_dir) if w.main else None
     for epoch in range(start_epoch, s.epochs):
         torch.manual_seed(s.seed * 100_003 + epoch + 1_000_003 * w.rank)  # each rank its own noise
         started = time.perf_counter()
@@ -297,33 +289,21 @@ def run_epochs(
         test_terms = test_epoch()
         if not w.main:
             continue
-        log.write(epoch + 1, "train", train_terms, train_seconds)
-        log.write(epoch + 1, "test", test_terms, time.perf_counter() - started - train_seconds)
-        logger.info(
-            "epoch %d/%d: train loss %.2f, test loss %.2f, %.0f clips/s",
-            epoch + 1,
-            s.epochs,
-            train_terms["loss"],
-            test_terms["loss"],
-            steps_per_epoch * s.batch_size / train_seconds,
+        seconds = (train_seconds, time.perf_counter() - started - train_seconds)
+        log.epoch(epoch + 1, s.epochs, train_terms, test_terms, seconds, steps_per_epoch * s.batch_size)
+        checkpoint.save_checkpoint(
+            checkpoint_path,
+            state,
+            epochs_done=epoch + 1,
+            step=(epoch + 1) * steps_per_epoch,
+            identity=identity,
+            finished=epoch + 1 == s.epochs,
         )
-        _save_checkpoint(checkpoint_path, _checkpoint(state, epoch + 1, steps_per_epoch, fingerprint))
         if after_epoch is not None:
             after_epoch(epoch + 1)
     if log is not None:
         log.tensorboard.close()
     distributed.barrier()  # the other ranks finish when rank 0 has written the last checkpoint
-
-
-def _resume_all_ranks(run_dir: Path, fingerprint: str, state: dict, device: str) -> int:
-    """`_resume` on rank 0 (which may remove a stale checkpoint), then on the others, which find what rank
-    0 left: every rank starts from the same state."""
-    w = distributed.world()
-    start_epoch = _resume(run_dir, fingerprint, state, device) if w.main else 0
-    distributed.barrier()
-    if not w.main:
-        start_epoch = _resume(run_dir, fingerprint, state, device, read_only=True)
-    return start_epoch
 
 
 def steps_per_epoch(train_set: ClipSet, s: TrainSettings) -> int:
@@ -346,9 +326,11 @@ def fit(
     settings: TrainSettings,
     run_dir: str | os.PathLike,
     run_config: dict,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
     after_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
-    """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it matches."""
+    """Train `model` for `settings.epochs` epochs, resuming from `run_dir/checkpoint.pt` when it is this
+    run's (`run_config`, the files `inputs` names and the code) and unfinished."""
     s = settings
     model = distributed.prepare_model(model, s.device).to(s.device)
     train_set, test_set = train_set.resident(s.device), test_set.resident(s.device)
@@ -368,6 +350,7 @@ def fit(
         ),
         test_epoch=lambda: evaluate(step_model, loss_fn, test_set, s),
         steps_per_epoch=steps,
+        inputs=inputs,
         after_epoch=after_epoch,
     )
     return model
@@ -427,6 +410,7 @@ def fit_gan(
     settings: TrainSettings,
     run_dir: str | os.PathLike,
     run_config: dict,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
 ) -> nn.Module:
     """Train a GAN (`generate`, `discriminator_loss`, `generator_loss`, `*_parameters`) with one Adam per
     player at the constant rate `settings.lr` (MoCoGAN used 0.0002); checkpoints, resume and seeding are
@@ -444,5 +428,6 @@ def fit_gan(
         train_epoch=lambda epoch: train_gan_one_epoch(model, train_set, (d_optimizer, g_optimizer), s, epoch),
         test_epoch=lambda: evaluate(model, gan_losses, test_set, s),
         steps_per_epoch=steps_per_epoch(train_set, s),
+        inputs=inputs,
     )
     return model

@@ -44,11 +44,21 @@ def train_settings(part: Mapping, *, seed: int, device: str) -> TrainSettings:
 
 
 def fit_and_save(
-    model, family_name: str, loss_fn, train_set, test_set, settings: TrainSettings, output: str
+    model,
+    family_name: str,
+    loss_fn,
+    train_set,
+    test_set,
+    settings: TrainSettings,
+    output: str,
+    inputs: Mapping[str, str | None],
 ) -> None:
     """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model.
-    An adversarial family (`loss_fn` None) is trained by `fit_gan`. With several ranks, rank 0 saves."""
+    `inputs` names the files the clips came from by role: a checkpoint made from other files is never
+    resumed. An adversarial family (`loss_fn` None) is trained by `fit_gan`. With several ranks, rank 0
+    saves."""
     run = {
+        "inputs": inputs,
         "model": model,
         "train_set": train_set,
         "test_set": test_set,
@@ -127,7 +137,8 @@ def train_model(
         lr=variant.get("lr") or train["lr"],
     )
     loss_fn = None if chosen.trainer == "adversarial" else vae_loss_fn(train_set)
-    fit_and_save(model, name, loss_fn, train_set, test_set, settings, output)
+    inputs = {"dataset": dataset, "labels": labels}
+    fit_and_save(model, name, loss_fn, train_set, test_set, settings, output, inputs)
 
 
 if __name__ == "__main__":
