@@ -9,6 +9,7 @@
 #   metrics/{dataset}/{method}.csv      its Table 1 metrics
 #   figures/{dataset}/{method}_*.png    swap grid and fixed-latent generations (+ z grid, z trace: unordered)
 #   figures/{dataset}/landmarks.png     faces: the landmark labels on one test clip
+#   run_config.yaml                     the --config of the last run that started jobs, and its resolved config
 #   tables/{table}.csv, {table}.md      table1 (Sprites, SMMNIST, MUG), table2 (MUG) and dsprites, published
 #                                       rows beside ours
 #   labels/{dataset}/silence.h5         speech: per-frame silence pseudo labels
@@ -23,6 +24,7 @@ from snakemake.logging import logger
 from snakemake.utils import min_version
 
 from pipeline.config import check_profile, resolve
+from pipeline.plan import watch_plan
 
 min_version("9.20")
 
@@ -36,6 +38,9 @@ _resolved = resolve(
 )
 config.clear()
 config.update(_resolved)
+# Once the DAG is built (dry runs too): a paper-scale plan on a CPU is told its cost; each real run's
+# --config is kept in results/run_config.yaml for the report's missing-file hint (pipeline/plan.py).
+watch_plan(workflow, config, workflow.config_settings.overwrite_config)
 # A profile's YOUR_PARTITION / YOUR_ACCOUNT placeholders stop a real run here; a dry run warns.
 _unfilled = check_profile(
     workflow.resource_settings, dryrun=workflow.output_settings.dryrun

@@ -1,9 +1,14 @@
 """Shared fixtures: the local data mirror, a verified copy of the LPC sheets fetched from it once, and a
-small copy of the MUG database in its own layout cut from the mirror's GRID faces."""
+small copy of the MUG database in its own layout cut from the mirror's GRID faces; and the helpers that run
+the workflow's CLI in a copy of its files."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ from pipeline.data.download import fetch_source
 from pipeline.stage import config_arguments
 
 REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")  # what a copy of the workflow needs
 # config.yaml as the workflow resolves it: where a stage called directly reads its unset config arguments
 WORKFLOW_CONFIG = load()
 
@@ -73,3 +79,35 @@ def call_with_config(stage, config: dict, **arguments):
     """Call `stage` as its rule does: what it reads from the workflow config (its `FromConfig` arguments)
     taken from `config`, the rest from `arguments`."""
     return stage(**{**config_arguments(stage, config), **arguments})
+
+
+def snakemake(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the Snakemake CLI of this interpreter; stdout and stderr together in `.stdout`."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run: {rule: jobs}."""
+    assert "Job stats:" in output, output[-3000:]
+    table = output.split("Job stats:", 1)[1]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M))
+    return {rule: int(n) for rule, n in counts.items() if rule != "total"}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's files (WORKFLOW_FILES) copied to `dest`, made if need be; returns `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest

@@ -19,12 +19,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import WORKFLOW_CONFIG, call_with_config
+from conftest import WORKFLOW_CONFIG, call_with_config, copy_workflow, job_counts, snakemake
 
 from pipeline.evaluate.columns import TABLE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SMOKE = yaml.safe_load((REPO / "workflow" / "presets" / "smoke.yaml").read_text())
 # Table 1 without a MUG copy (mug.root null): MUG is licensed, so the table leaves its column out
@@ -36,36 +35,6 @@ needs_landmarks = pytest.mark.skipif(
     not LANDMARKS,
     reason="no rule label_landmarks yet: a MUG model's DAG needs results/labels/mug/landmarks.h5",
 )
-
-
-def snakemake(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the Snakemake CLI of this interpreter; stdout and stderr together in `.stdout`."""
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a (dry) run: {rule: jobs}."""
-    assert "Job stats:" in output, output[-3000:]
-    table = output.split("Job stats:", 1)[1]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M))
-    return {rule: int(n) for rule, n in counts.items() if rule != "total"}
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")
