@@ -53,12 +53,12 @@ if [[ ! -d $mirror/lpc-sprites ]]; then
     "../shared/data/lpc-sprites into .device-mirror/; carry .device-mirror) or pass the mirror as the first argument" >&2
   exit 1
 fi
-python3 -c 'import snakemake' 2>/dev/null || source benchmarks/gpu_prologue.sh
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout's pipeline/ and models/, not installed
 note "# Paper-scale Sprites on one GPU: benchmarks/gpu_paper_sprites.sh"
 note ""
 note "$(date -u '+%F %T') UTC, commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}," \
   "$(python3 --version), $cores cores, --config ${settings[*]}, budget $budget s"
+python3 -c 'import snakemake' 2>/dev/null || source benchmarks/gpu_prologue.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout's pipeline/ and models/, not installed
 note "set-up (wheels, if any): $(since "$start") s"
 
 stage=$(date +%s)
@@ -73,8 +73,10 @@ source "$out/plan.env"  # EPOCHS, TRAIN, GPU_JOBS, THREADS
 note "calibration and plan: $(since "$stage") s"
 
 stage=$(date +%s)
+# GPU_JOBS limits the trainings only: a finished row is scored and diagnosed beside the ones still training.
 python3 -m snakemake results/tables/table1.csv --cores "$cores" --resources gpu="$GPU_JOBS" \
-  --config "${settings[@]}" "train=$TRAIN" threads="$THREADS"
+  --set-resources evaluate_model:gpu=0 diagnose_model:gpu=0 --config "${settings[@]}" "train=$TRAIN" \
+  threads="$THREADS"
 note "stage B ($EPOCHS epochs per row, $GPU_JOBS training(s) at a time, scoring, diagnostics, Table 1): $(since "$stage") s"
 
 python3 benchmarks/gpu_paper_sprites.py report --out "$out" -- "${settings[@]}"
