@@ -21,7 +21,7 @@ resolves it for the run. Both append what they print to DIR/summary.md.
   slowest row needs for CALIBRATION_EPOCHS; a row's epoch is timed while every row trains;
 - the plan: the way (one row at a time, or side by side) that fits the most epochs of every row between
   now and the deadline less the reserve, at most `train.epochs`. DIR/plan.env holds the script's settings
-  for it (EPOCHS, TRAIN, GPU_JOBS, THREADS), DIR/calibration.json the measurements.
+  for it (EPOCHS, TRAIN, GPU_JOBS, SCORING_GPU, THREADS), DIR/calibration.json the measurements.
 """
 
 from __future__ import annotations
@@ -329,6 +329,7 @@ def plan(args) -> None:
         "EPOCHS": epochs,
         "TRAIN": train,
         "GPU_JOBS": len(rows) if way.name == "side by side" else 1,
+        "SCORING_GPU": 0 if together_s else 1,  # 0: scoring runs beside trainings, as the rows did here
         "THREADS": threads,
     }
     (out / "plan.env").write_text("".join(f"{k}={shlex.quote(str(v))}\n" for k, v in settings.items()))

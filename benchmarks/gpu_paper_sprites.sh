@@ -69,16 +69,21 @@ note "stage A (Sprites, flow labels, judge): $(since "$stage") s"
 stage=$(date +%s)
 python3 benchmarks/gpu_paper_sprites.py plan --out "$out" --deadline $((start + budget)) --reserve-s "$reserve" \
   --cores "$cores" -- "${settings[@]}"
-source "$out/plan.env"  # EPOCHS, TRAIN, GPU_JOBS, THREADS
+source "$out/plan.env"  # EPOCHS, TRAIN, GPU_JOBS, SCORING_GPU, THREADS
 note "calibration and plan: $(since "$stage") s"
 
-stage=$(date +%s)
-# GPU_JOBS limits the trainings only: a finished row is scored and diagnosed beside the ones still training.
-python3 -m snakemake results/tables/table1.csv --cores "$cores" --resources gpu="$GPU_JOBS" \
-  --set-resources evaluate_model:gpu=0 diagnose_model:gpu=0 --config "${settings[@]}" "train=$TRAIN" \
-  threads="$THREADS"
+stage=$(date +%s) failed=0
+# At most GPU_JOBS trainings at once; scoring and diagnostics count against it only where processes could not
+# share the GPU (SCORING_GPU=1). --keep-going: a row that fails leaves the others to finish and come back.
+if ! python3 -m snakemake results/tables/table1.csv --cores "$cores" --keep-going --resources gpu="$GPU_JOBS" \
+  --set-resources evaluate_model:gpu="$SCORING_GPU" diagnose_model:gpu="$SCORING_GPU" \
+  --config "${settings[@]}" "train=$TRAIN" threads="$THREADS"; then
+  note "stage B FAILED (log.txt says where); what it made is reported below"
+  failed=1
+fi
 note "stage B ($EPOCHS epochs per row, $GPU_JOBS training(s) at a time, scoring, diagnostics, Table 1): $(since "$stage") s"
 
 python3 benchmarks/gpu_paper_sprites.py report --out "$out" -- "${settings[@]}"
 note ""
 note "wall time: $(since "$start") s (budget $budget s)"
+exit "$failed"
