@@ -266,7 +266,7 @@ def describe(config, device, peak, about_peak, flops, alone, together_s, about_t
     rows = [
         [
             m,
-            f"{flops[m] / 1e9:.0f}",
+            f"{flops[m] / 1e9:.3g}",
             f"{t.seq_s:.0f}",
             f"{100 * flops[m] / batch * t.seq_s / (peak * 1e9):.1f}",
             f"{t.setup_s:.1f}",
@@ -279,7 +279,7 @@ def describe(config, device, peak, about_peak, flops, alone, together_s, about_t
     return (
         f"\n## Calibration: the workflow's train_model, {CALIBRATION_EPOCHS} epochs of each row on the run's "
         f"data\n\n{device}: {bench_train.describe_device(device)}; torch {torch.__version__}; batch {batch}; "
-        f"peak {peak / 1e3:.1f} TFLOP/s ({about_peak}, this run). Per row alone: FLOPs of a training step "
+        f"peak {peak / 1e3:.3g} TFLOP/s ({about_peak}, this run). Per row alone: FLOPs of a training step "
         "(forward, loss, backward), seq/s of the training part of an epoch and its share of the peak, the "
         "time to the first epoch less one epoch (data, model, warm-up), an epoch (training, test loss, "
         f"metrics, checkpoint) after the first; then side by side ({about_together}).\n\n"
