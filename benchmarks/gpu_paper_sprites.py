@@ -244,7 +244,10 @@ def calibrate(config: dict, threads: int, deadline: float) -> tuple[dict, dict |
         slowest = max(t.epoch_s for t in alone.values())
         epochs = {m: 1 + math.ceil((CALIBRATION_EPOCHS - 1) * slowest / t.epoch_s) for m, t in alone.items()}
         about = ", ".join(f"{m} {n}" for m, n in epochs.items()) + " epochs"
-        timeout_s = max(deadline - time.time(), 60)
+        # Side by side cannot win where it takes twice what these epochs take one at a time (a minute more
+        # for the processes to start): stop it there, and never past the deadline.
+        one_by_one_s = sum(t.setup_s + epochs[m] * t.epoch_s for m, t in alone.items())
+        timeout_s = min(60 + 2 * one_by_one_s, max(deadline - time.time(), 0))
         try:
             together = train_side_by_side(config, epochs, Path(folder) / "together", threads, timeout_s)
         except RuntimeError as error:
