@@ -88,14 +88,20 @@ class _TorchKeepingNCHW:
         return getattr(torch, name)
 
 
-def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
-    """S3VAE `full` at the preset's sizes, built as `train_model` builds it, and the resolved config."""
-    config = config_io.load(overrides={"preset": preset})
+def row_config(config: dict, method: str) -> models.S3VAEConfig:
+    """S3VAE row `method` of the resolved `config` on Sprites-shaped clips, built as `train_model` builds it
+    but without label heads (random clips have no factors; the heads are a few linear layers)."""
     no_labels = ClipSet(frames=torch.empty(0), targets={}, factors=())
     attrs = {"name": "sprites", "modality": "video", "frame_shape": (T, SIZE, SIZE, CHANNELS)}
-    settings = variant_settings(config["variants"]["full"])
+    settings = variant_settings(config["variants"][method])
     inputs = ModelInputs(config["model"], settings, no_labels, attrs, {"grid": config["flow"]["grid"]})
-    return models.S3VAEConfig(**s3vae_config(inputs)), config
+    return models.S3VAEConfig(**s3vae_config(inputs))
+
+
+def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
+    """S3VAE `full` at the preset's sizes and the resolved config."""
+    config = config_io.load(overrides={"preset": preset})
+    return row_config(config, "full"), config
 
 
 def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:

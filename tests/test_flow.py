@@ -55,6 +55,16 @@ def test_dis_flow_follows_the_bar(dis_flow):
         assert np.linalg.norm(far, axis=-1).max() < 0.25
 
 
+def test_dis_flow_is_the_same_on_any_number_of_threads(monkeypatch):
+    """label_flow splits the sequences over OMP_NUM_THREADS threads, each with its own DIS instance: the
+    flow of every pair is the one a single thread computes."""
+    clips = np.concatenate([moving_bar(seed) for seed in range(5)])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one = flow.compute_flow(clips, backend="dis")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    np.testing.assert_array_equal(flow.compute_flow(clips, backend="dis"), one)
+
+
 def test_topk_cells_pick_the_moving_cells(dis_flow):
     grid, k = 4, 2
     cells, magnitude = flow.topk_cells(dis_flow, grid=grid, topk=k)

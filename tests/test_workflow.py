@@ -535,22 +535,37 @@ def test_smoke_dynamics_study_end_to_end(tmp_path: Path):
 
 @pytest.mark.slow
 def test_gpu_paper_script_runs_its_dag_at_smoke_sizes_on_the_cpu(tmp_path: Path, mirror: Path):
-    """benchmarks/gpu_paper_sprites.sh with TINY=1: the paper-scale GPU script's whole DAG (Sprites data,
-    flow labels, judge, baseline and full, Table 1) at the smoke preset's sizes, with its throughput lines."""
-    work = copy_workflow(tmp_path)
+    """benchmarks/gpu_paper_sprites.sh with TINY=1: the paper-scale GPU script's whole path (Sprites data,
+    flow labels, judge, the calibration and plan, baseline, full and full_swap, Table 1, the summary) at the
+    smoke preset's sizes, with everything it reports in OUT."""
+    (tmp_path / "checkout").mkdir()
+    work = copy_workflow(tmp_path / "checkout")
     (work / "benchmarks").mkdir()
-    shutil.copy2(REPO / "benchmarks" / "gpu_paper_sprites.sh", work / "benchmarks")
+    for name in ("gpu_paper_sprites.sh", "gpu_paper_sprites.py", "bench_train.py"):
+        shutil.copy2(REPO / "benchmarks" / name, work / "benchmarks")
+    out = tmp_path / "out"
     result = subprocess.run(
         ["bash", "benchmarks/gpu_paper_sprites.sh", str(mirror)],
         cwd=work,
-        env={**os.environ, "TINY": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        env={
+            **os.environ,
+            "TINY": "1",
+            "OUT": str(out),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-5000:]
-    assert "training throughput" in result.stdout and "clips/s" in result.stdout
+    summary = (out / "summary.md").read_text()
+    assert re.search(r"^epochs: \d+ \(the authors trained 300", summary, flags=re.M), summary
+    for heading in ("## Calibration", "## Training in the workflow", "## Jobs", "linear probes"):
+        assert heading in summary, heading
+    assert "% of peak" in summary and "seq/s" in summary and "wall time:" in summary
+    assert "## Calibration" in (out / "log.txt").read_text()  # everything printed is kept in OUT too
     table = pd.read_csv(work / "results" / "tables" / "table1.csv")
-    assert set(table.loc[table["source"] == "seqdis", "method"]) == {"baseline", "full"}
+    assert set(table.loc[table["source"] == "seqdis", "method"]) == {"baseline", "full", "full_swap"}
     assert "published: full model" in set(table["method"])
+    assert {"run.tar.gz", "calibration.json", "plan.env"} <= {p.name for p in out.iterdir()}

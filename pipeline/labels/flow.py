@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
@@ -98,13 +99,24 @@ def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.shape[-1] == 3 else frame[..., 0]
 
 
-def _dis_flow(frames: np.ndarray, dis: cv2.DISOpticalFlow) -> np.ndarray:
+def _dis_flow(frames: np.ndarray, threads: int) -> np.ndarray:
+    """DIS flow of every consecutive frame pair, the sequences split over `threads` threads.
+
+    OpenCV releases the GIL inside `calc`, so threads scale with the cores; its own threads do not help on
+    64 x 64 frames (Sprites: 2330 pairs/s with one, 1920 with two on 2 cores), so each `calc` runs on one.
+    """
     n, t, h, w, _ = frames.shape
     flow = np.empty((n, t - 1, h, w, 2), dtype=np.float32)
-    for i in range(n):
-        gray = [_gray(frame) for frame in frames[i]]
-        for j in range(t - 1):
-            flow[i, j] = dis.calc(gray[j], gray[j + 1], None)
+
+    def label_rows(rows: np.ndarray) -> None:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # an instance is not thread-safe
+        for i in rows:
+            gray = [_gray(frame) for frame in frames[i]]
+            for j in range(t - 1):
+                flow[i, j] = dis.calc(gray[j], gray[j + 1], None)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(label_rows, np.array_split(np.arange(n), min(threads, n))))
     return flow
 
 
@@ -152,8 +164,8 @@ def _flow_fn(
     if backend == "dis":
         if device != "cpu":
             log.info("DIS flow runs on the CPU; device '%s' is not used", device)
-        cv2.setNumThreads(_num_threads())
-        return partial(_dis_flow, dis=cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM))
+        cv2.setNumThreads(1)
+        return partial(_dis_flow, threads=_num_threads())
     torch_device = torch.device(device)
     model = load_raft(backend, raft_weights).to(torch_device)
     return partial(_raft_flow, model=model, name=backend, device=torch_device, batch_size=batch_size)
