@@ -140,12 +140,20 @@ def test_label_flow_end_to_end(tmp_path):
     attrs = h5io.read_attrs(output)
     assert attrs["dataset"] == "tiny" and attrs["labeler"] == "flow-dis" and attrs["backend"] == "dis"
     assert (attrs["grid"], attrs["topk"]) == (4, 3)
+    assert (attrs["direction_grid"], attrs["moving_threshold"]) == (
+        3,
+        WORKFLOW_CONFIG["flow"]["moving_threshold"],
+    )
     for split, n in sizes.items():
         labels = h5io.read_labels(output, split)
         assert labels["flow_topk"].shape == (n, T, 3) and labels["flow_topk"].dtype == np.int16
         assert labels["flow_magnitude"].shape == (n, T, 4, 4) and labels["flow_magnitude"].dtype == np.float16
         for t in range(T):
             assert set(labels["flow_topk"][0, t, :2].tolist()) == bar_cells(min(t, T - 2), grid=4, k=2)
+        directions = labels["flow_direction"]
+        assert directions.shape == (n, T, 9) and directions.dtype == np.int8
+        assert (directions[:, 0] == -1).all() and (directions[0, 1:, 4] == 0).all()  # the bar moves right
+        assert labels["flow_speed"].shape == (n, T, 3, 3)
 
 
 def test_label_flow_checks_the_grid_first(tmp_path):
@@ -199,3 +207,95 @@ def test_raft_small_runs_on_a_tiny_clip(tmp_path):
     result = flow.compute_flow(frames, backend="raft_small", raft_weights=weights)
     assert result.shape == (1, 1, SIZE, SIZE, 2) and result.dtype == np.float32
     assert np.isfinite(result).all()
+
+
+# --- the authors' direction labels ------------------------------------------------------------------------
+# (dx, dy) of a step in each bin: bin 0 is +x (rightwards), bin 2 is +y (downwards in the image)
+BIN_STEPS = [(2, 0), (2, 2), (0, 2), (-2, 2), (-2, 0), (-2, -2), (0, -2), (2, -2)]
+
+
+@pytest.mark.parametrize("direction", range(8))
+def test_a_uniform_flow_gives_its_bin_in_every_cell_but_frame_0(direction: int):
+    field = np.zeros((1, T - 1, SIZE, SIZE, 2), np.float32)
+    field[...] = BIN_STEPS[direction]
+    directions, speeds = flow.direction_cells(field, grid=3, moving_threshold=0.5)
+    assert directions.shape == (1, T, 9) and directions.dtype == np.int8
+    assert (directions[0, 0] == -1).all() and (speeds[0, 0] == 0).all()  # no flow enters frame 0
+    assert (directions[0, 1:] == direction).all()
+    assert speeds[0, 1:] == pytest.approx(np.hypot(*BIN_STEPS[direction]))
+
+
+def test_a_cell_moves_from_the_threshold_on_and_uneven_cells_average_their_own_pixels():
+    field = np.zeros((1, 1, SIZE, SIZE, 2), np.float32)
+    field[0, 0, :21, :21, 0] = 0.5  # cell 0 of 64 = 21 + 22 + 21 px: rightwards at 0.5 px, the threshold
+    field[0, 0, 21:43, 21:43, 1] = -1.0  # the middle cell, 22 x 22 px: upwards at 1 px
+    field[0, 0, 43:, 60:, 0] = -2.0  # 4 of cell 8's 21 columns: leftwards at 2 * 4 / 21 px
+    directions, speeds = flow.direction_cells(field, grid=3, moving_threshold=0.5)
+    assert directions[0, 1].tolist() == [0, -1, -1, -1, 6, -1, -1, -1, -1]
+    assert speeds[0, 1, 2, 2] == pytest.approx(2 * 4 / 21)
+    lower = flow.direction_cells(field, grid=3, moving_threshold=0.35)[0]
+    assert lower[0, 1, 8] == 4
+
+
+def test_a_mirrored_clip_has_mirrored_direction_labels():
+    """Left-right mirroring swaps a row's cells end for end and maps bin b to (4 - b) mod 8, exactly, also
+    on uneven cells (64 px into 3: 21, 22, 21)."""
+    field = np.random.default_rng(0).normal(size=(2, T - 1, SIZE, SIZE, 2)).astype(np.float32)
+    mirrored = field[:, :, :, ::-1] * np.array([-1, 1], np.float32)
+    directions = flow.direction_cells(field, grid=3, moving_threshold=0.01)[0]
+    got = flow.direction_cells(mirrored, grid=3, moving_threshold=0.01)[0]
+    expected = np.where(directions >= 0, (4 - directions) % 8, -1).reshape(2, T, 3, 3)[..., ::-1]
+    assert (directions[:, 1:] >= 0).mean() > 0.5 and np.array_equal(got, expected.reshape(2, T, 9))
+    assert np.array_equal(flow.mirror_directions(directions, 3), got)
+    assert flow.mirror_agreement(directions, got, 3) == 1.0
+
+
+def moving_square(dx: int, dy: int, seed: int = 0) -> np.ndarray:
+    """(1, T, 64, 64, 3): a noise-textured 16 px square on black, stepping (dx, dy) px a frame, which stays
+    inside the middle cell of a 3 x 3 grid."""
+    texture = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    frames = np.zeros((1, T, SIZE, SIZE, 3), dtype=np.uint8)
+    for t in range(T):
+        top, left = 24 + dy * (t - 1), 24 + dx * (t - 1)
+        frames[0, t, top : top + 16, left : left + 16] = texture
+    return frames
+
+
+@pytest.mark.parametrize("direction", range(8))
+def test_dis_labels_a_square_moving_in_each_direction(direction: int):
+    """The square's cell gets its direction in every frame and moves fastest. DIS carries some of the motion
+    into the black background around it (0.1 to 1.2 px here against 1.8 to 2.7 px): neighbours that pass the
+    threshold get the same direction, never another one."""
+    field = flow.compute_flow(moving_square(*BIN_STEPS[direction]), backend="dis")
+    directions, speeds = flow.direction_cells(field, grid=3, moving_threshold=0.2)
+    assert (directions[0, 1:, 4] == direction).all(), directions[0]
+    assert (speeds[0, 1:].reshape(T - 1, 9).argmax(axis=1) == 4).all()
+    assert set(np.unique(directions[0, 1:]).tolist()) <= {-1, direction}
+
+
+def test_the_direction_figure_pairs_a_characters_left_and_right_walk(tmp_path):
+    """plot_flow_directions finds a character's walk_left and walk_right clips and another character's
+    walk_right; labels made mirror images agree everywhere, the other clip's do not."""
+    from pipeline.data.sprites import ACTION_CLASSES
+    from pipeline.report.flow import mirrored_pair, plot_flow_directions
+
+    rng = np.random.default_rng(0)
+    actions = [ACTION_CLASSES.index(name) for name in ("walk_front", "walk_left", "walk_right", "walk_right")]
+    split = {
+        "frames": rng.integers(0, 256, (4, T, 16, 16, 3), dtype=np.uint8),
+        "sequence_id": np.array([7, 7, 8, 7]),  # character 7's walk_right is the last clip
+        "action": np.array(actions),
+    }
+    dataset, labels = tmp_path / "sprites.h5", tmp_path / "flow.h5"
+    factors = [h5io.Factor("action", "dynamic", ACTION_CLASSES)]
+    h5io.write_dataset(dataset, name="sprites", factors=factors, splits={"train": split, "test": split})
+    directions = rng.integers(-1, 8, (4, T, 9)).astype(np.int8)
+    directions[:, 0] = -1
+    directions[3] = flow.mirror_directions(directions[1], 3)
+    h5io.write_labels(labels, attrs={"direction_grid": 3}, labels={"test": {"flow_direction": directions}})
+
+    assert mirrored_pair(h5io.read_split(dataset, "test"), ACTION_CLASSES) == (1, 3, 2)
+    assert flow.mirror_agreement(directions[1], directions[3], 3) == 1.0
+    assert flow.mirror_agreement(directions[1], directions[2], 3) < 0.5
+    plot_flow_directions(dataset=str(dataset), labels=str(labels), output=str(tmp_path / "fig.png"))
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

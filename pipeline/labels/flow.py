@@ -1,7 +1,13 @@
-"""Self-supervision labels from optical flow (S3VAE, Zhu et al. CVPR 2020, section 4.2).
+"""Self-supervision labels from optical flow (S3VAE, Zhu et al. CVPR 2020, section 4.2), the targets of
+S3VAE's dynamic factor prediction, two kinds from one flow:
 
-Each frame's flow magnitude is averaged over a G x G grid of cells; the indices of the k cells that move
-most are the frame's pseudo label, the target of S3VAE's dynamic factor prediction.
+- `flow_topk`: each frame's flow magnitude averaged over a G x G grid (`grid`); the indices of the k cells
+  that move most.
+- `flow_direction`: the authors' labels (their code, ODE-RL 0d4c701 code_sprite/utils.py lines 94-97 read
+  them from `dsprite_train_OF_Label_3block.pkl`: 3 x 3 cells, -1 where a cell does not move, frame 0 a
+  dummy): per cell of a G' x G' grid (`direction_grid`) the direction of its mean flow vector in 8 bins,
+  where the cell moves. How the authors decided that a cell moves is not in their code: here a cell moves
+  when its mean flow vector is at least `moving_threshold` pixels per frame long (README: Flow labels).
 
 Frame t's label uses the flow into it, from frame t-1 to t: S3VAE's q(z_t | x_<=t) sees frames up to t, so
 the motion that ends in frame t is what z_t can know (the flow out of it, from t to t+1, needs frame t+1).
@@ -15,7 +21,6 @@ Backends: "dis" (OpenCV's DIS flow, CPU, no weights: the offline default) and "r
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -220,6 +225,82 @@ def topk_cells(flow: np.ndarray, *, grid: int, topk: int) -> tuple[np.ndarray, n
     return order[..., :topk].astype(np.int16), cells
 
 
+DIRECTION_BINS = 8  # 45-degree sectors; bin 0 is centred on +x (rightwards), bin 2 on +y (downwards)
+
+
+def cell_edges(side: int, cells: int) -> np.ndarray:
+    """Pixel edges of `cells` cells along a side; uneven where `cells` does not divide it (64 into 3:
+    21, 21, 22 pixels)."""
+    return np.round(np.linspace(0, side, cells + 1)).astype(int)
+
+
+def direction_cells(flow: np.ndarray, *, grid: int, moving_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell of a `grid` x `grid` grid, the direction of its mean flow vector, where the cell moves.
+
+    flow (N, T-1, H, W, 2) -> (directions (N, T, grid * grid) int8: the bin (0 to 7, DIRECTION_BINS) of the
+    cell's mean flow into frame t, -1 where it is shorter than `moving_threshold` pixels and in frame 0,
+    which no flow enters, as the authors mask it; speeds (N, T, grid, grid) float32, the mean vector's
+    length, 0 in frame 0). Cells are row-major (row * grid + col); a mirror image swaps columns and maps
+    bin b to (4 - b) mod 8.
+    """
+    n, t1, h, w, _ = flow.shape
+    rows, cols = cell_edges(h, grid), cell_edges(w, grid)
+    area = np.outer(np.diff(rows), np.diff(cols))[None, None, :, :, None]  # pixels per cell
+    sums = np.add.reduceat(np.add.reduceat(flow, rows[:-1], axis=2), cols[:-1], axis=3)  # (N, T-1, G, G, 2)
+    mean = sums / area
+    speed = np.linalg.norm(mean, axis=-1)  # (N, T-1, G, G)
+    angle = np.arctan2(mean[..., 1], mean[..., 0])
+    bins = np.round(angle / (2 * math.pi / DIRECTION_BINS)).astype(np.int64) % DIRECTION_BINS
+    directions = np.where(speed >= moving_threshold, bins, -1).reshape(n, t1, grid * grid)
+    first = np.full((n, 1, grid * grid), -1)
+    speeds = np.concatenate([np.zeros((n, 1, grid, grid), np.float32), speed.astype(np.float32)], axis=1)
+    return np.concatenate([first, directions], axis=1).astype(np.int8), speeds
+
+
+def mirror_directions(directions: np.ndarray, grid: int) -> np.ndarray:
+    """The direction labels (..., grid * grid) of the clips' left-right mirror image: each row of cells end
+    for end, bin b -> (4 - b) mod 8, still cells still."""
+    cells = directions.reshape(*directions.shape[:-1], grid, grid)[..., ::-1]
+    return np.where(cells >= 0, (4 - cells) % DIRECTION_BINS, -1).reshape(directions.shape)
+
+
+def mirror_agreement(a: np.ndarray, b: np.ndarray, grid: int) -> float:
+    """Share of the (cell, frame) labels of clips `b` (..., T, cells) that are those of `a`'s mirror image,
+    the first frame (no flow enters it) left out."""
+    return float((mirror_directions(a, grid)[..., 1:, :] == b[..., 1:, :]).mean())
+
+
+def split_labels(
+    frames: np.ndarray, flow_fn: Callable, settings: dict, chunk: int, desc: str
+) -> dict[str, np.ndarray]:
+    """Both kinds of labels of one split's frames (N, T, H, W, C), `chunk` sequences of flow at a time;
+    `settings` holds grid, topk, direction_grid and moving_threshold."""
+    _check_frames(frames)
+    n, t = frames.shape[:2]
+    grid, cells_per_side = settings["grid"], settings["direction_grid"]
+    labels = {
+        "flow_topk": np.empty((n, t, settings["topk"]), dtype=np.int16),
+        "flow_magnitude": np.empty((n, t, grid, grid), dtype=np.float16),
+        "flow_direction": np.empty((n, t, cells_per_side**2), dtype=np.int8),
+        "flow_speed": np.empty((n, t, cells_per_side, cells_per_side), dtype=np.float16),
+    }
+    started = time.perf_counter()
+    with tqdm(total=n, desc=desc, unit="seq") as bar:
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            flow = flow_fn(frames[rows])
+            top = topk_cells(flow, grid=grid, topk=settings["topk"])
+            labels["flow_topk"][rows], labels["flow_magnitude"][rows] = top
+            moving = direction_cells(flow, grid=cells_per_side, moving_threshold=settings["moving_threshold"])
+            labels["flow_direction"][rows], labels["flow_speed"][rows] = moving
+            bar.update(len(frames[rows]))
+    pairs, seconds = n * (t - 1), time.perf_counter() - started
+    log.info("%s: %d frame pairs in %.1fs (%.0f/s)", desc, pairs, seconds, pairs / seconds)
+    still = labels["flow_direction"][:, 1:] < 0
+    log.info("%s: %.1f%% of the direction cells move", desc, 100 * (1 - still.mean()))
+    return labels
+
+
 def label_flow(
     *,
     dataset: str | os.PathLike,
@@ -227,12 +308,15 @@ def label_flow(
     backend: str = FromConfig("flow.backend"),
     grid: int = FromConfig("flow.grid"),
     topk: int = FromConfig("flow.topk"),
+    direction_grid: int = FromConfig("flow.direction_grid"),
+    moving_threshold: float = FromConfig("flow.moving_threshold"),
     device: str = FromConfig("device"),
     batch_size: int = FromConfig("flow.batch_size"),
     raft_weights: str | os.PathLike | None = FromConfig("flow.raft_weights"),
     chunk: int = 256,
 ) -> None:
-    """Write the flow labels of every split of `dataset` to `output` (`flow_topk`, `flow_magnitude`).
+    """Write the flow labels of every split of `dataset` to `output` (`flow_topk`, `flow_magnitude`,
+    `flow_direction`, `flow_speed`: module doc).
 
     Sequences go through in chunks of `chunk`, so the flow of a whole split is never held in memory.
     """
@@ -245,46 +329,23 @@ def label_flow(
     flow_fn = _flow_fn(
         backend, device=resolve_device(device), batch_size=batch_size, raft_weights=raft_weights
     )
-    labels = {}
-    for split in h5io.model_splits(dataset):
-        frames = h5io.read_split(dataset, split).frames
-        _check_frames(frames)
-        n, t = frames.shape[:2]
-        cells = np.empty((n, t, topk), dtype=np.int16)
-        magnitudes = np.empty((n, t, grid, grid), dtype=np.float16)
-        start_time = time.perf_counter()
-        with tqdm(total=n, desc=f"flow {name}/{split}", unit="seq") as bar:
-            for start in range(0, n, chunk):
-                rows = slice(start, start + chunk)
-                cells[rows], magnitudes[rows] = topk_cells(flow_fn(frames[rows]), grid=grid, topk=topk)
-                bar.update(len(frames[rows]))
-        seconds = time.perf_counter() - start_time
-        pairs = n * (t - 1)
-        log.info("%s/%s: %d frame pairs in %.1fs (%.0f/s)", name, split, pairs, seconds, pairs / seconds)
-        labels[split] = {"flow_topk": cells, "flow_magnitude": magnitudes}
+    settings = {"grid": grid, "topk": topk, "direction_grid": direction_grid}
+    settings["moving_threshold"] = moving_threshold
+    labels = {
+        split: split_labels(
+            h5io.read_split(dataset, split).frames, flow_fn, settings, chunk, f"{name}/{split}"
+        )
+        for split in h5io.model_splits(dataset)
+    }
     h5io.write_labels(
         output,
-        attrs={"dataset": name, "labeler": f"flow-{backend}", "backend": backend, "grid": grid, "topk": topk},
+        attrs={"dataset": name, "labeler": f"flow-{backend}", "backend": backend, **settings},
         labels=labels,
     )
     log.info("wrote %s", output)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="dataset HDF5 file")
-    parser.add_argument("--output", required=True, help="label HDF5 file to write")
-    parser.add_argument("--backend", default="dis", choices=BACKENDS)
-    parser.add_argument("--grid", type=int, required=True, help="cells per side of the grid")
-    parser.add_argument("--topk", type=int, required=True, help="cells per frame label")
-    parser.add_argument("--device", default="cpu", help="torch device for RAFT, e.g. cuda")
-    parser.add_argument("--batch-size", type=int, default=64, help="frame pairs per RAFT forward pass")
-    parser.add_argument("--raft-weights", default=None, help="RAFT state dict (default: torch hub cache)")
-    parser.add_argument("--chunk", type=int, default=256, help="sequences held as flow at once")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    label_flow(**vars(args))
-
-
 if __name__ == "__main__":
-    main()
+    from pipeline.stage import stage_main
+
+    stage_main(label_flow)

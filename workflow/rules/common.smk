@@ -3,6 +3,8 @@
 from pipeline.train.families import audio_variant, family, seeds_of, variant_family
 
 FIGURE_KINDS = ["swap", "generation"]
+# Datasets holding a clip and its mirror image: the flow-direction figure's pair (pipeline/report/flow.py)
+MIRRORED_DATASETS = ["sprites"]
 LATENT_FIGURE_KINDS = ["zgrid", "ztrace"]  # the unordered model's latent-space figures
 
 
@@ -116,7 +118,8 @@ def default_tables(wildcards):
 
 def figures_of_all_models(wildcards):
     """The figures of every row of every default table, on each of its datasets (the unordered model's
-    latent-space figures too: its z_t codes one frame), and of a face dataset's landmark labels.
+    latent-space figures too: its z_t codes one frame), of a face dataset's landmark labels and of Sprites'
+    flow-direction labels.
     """
     rows = dict.fromkeys(
         (dataset, method)
@@ -125,12 +128,17 @@ def figures_of_all_models(wildcards):
         for dataset in table_datasets(table)
         for method in table_methods(table)
     )
-    landmarks = [
+    datasets = dict.fromkeys(dataset for dataset, _ in rows)
+    labels = [
         f"results/figures/{dataset}/landmarks.png"
-        for dataset in dict.fromkeys(dataset for dataset, _ in rows)
+        for dataset in datasets
         if config["dfp_labels"].get(dataset) == "landmarks"
+    ] + [
+        f"results/figures/{dataset}/flow_directions.png"
+        for dataset in datasets
+        if dataset in MIRRORED_DATASETS
     ]
-    return landmarks + [
+    return labels + [
         f"results/figures/{dataset}/{method}_{kind}.png"
         for dataset, method in rows
         for kind in FIGURE_KINDS

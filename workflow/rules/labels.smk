@@ -1,5 +1,6 @@
 rule label_flow:
-    """Optical flow between consecutive frames -> the top-k of a G x G grid of cells per frame."""
+    """Optical flow between consecutive frames -> the top-k of a G x G grid of cells per frame, and each moving
+    cell's flow direction in 8 bins on a coarser grid (the authors' labels)."""
     input:
         dataset="results/data/{dataset}.h5",
     output:
@@ -18,6 +19,8 @@ rule label_flow:
         backend=config["flow"]["backend"],
         grid=config["flow"]["grid"],
         topk=config["flow"]["topk"],
+        direction_grid=config["flow"]["direction_grid"],
+        moving_threshold=config["flow"]["moving_threshold"],
         batch_size=config["flow"]["batch_size"],
         raft_weights=config["flow"]["raft_weights"],
         device=config["device"],

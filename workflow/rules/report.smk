@@ -184,3 +184,27 @@ rule plot_landmarks:
         mem_mb=2000,
     script:
         "../scripts/stage.py"
+
+
+rule plot_flow_directions:
+    """The flow-direction labels of a character's left- and right-facing walk, which should mirror each other."""
+    input:
+        dataset="results/data/{dataset}.h5",
+        labels="results/labels/{dataset}/flow.h5",
+    output:
+        output=report(
+            "results/figures/{dataset}/flow_directions.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/flow_directions.rst",
+            labels={"figure": "flow directions"},
+        ),
+    log:
+        "logs/plot_flow_directions/{dataset}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/stage.py"
