@@ -50,11 +50,17 @@ class Gaussian:
 
 
 class GaussianHead(nn.Module):
-    """Linear map to the mean and log-variance of a diagonal Gaussian."""
+    """Linear map to the mean and log-variance of a diagonal Gaussian; with `leaky`, both go through a
+    LeakyReLU(0.2), as S3VAE's authors' z_f heads (their `LinearUnit`: ODE-RL 0d4c701 models/DS_VAE.py:27-39,
+    1009-1010)."""
 
-    def __init__(self, in_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, out_dim: int, leaky: bool = False):
         super().__init__()
-        self.proj = nn.Linear(in_dim, 2 * out_dim)
+        self.proj = (
+            nn.Sequential(nn.Linear(in_dim, 2 * out_dim), nn.LeakyReLU(0.2))
+            if leaky
+            else nn.Linear(in_dim, 2 * out_dim)
+        )
 
     def forward(self, h: Tensor) -> Gaussian:
         mean, logvar = self.proj(h).float().chunk(2, dim=-1)
@@ -192,12 +198,13 @@ def frame_codec(
 
 
 class LSTMPrior(nn.Module):
-    """Learned prior p(z_t | z_<t): an LSTM over the previous latents, z_0 = 0 (S3VAE Eq. 2)."""
+    """Learned prior p(z_t | z_<t): an LSTM of `layers` layers over the previous latents, z_0 = 0 (S3VAE
+    Eq. 2; the authors' has two: ODE-RL 0d4c701 models/DS_VAE.py:999-1000)."""
 
-    def __init__(self, z_dim: int, hidden_dim: int):
+    def __init__(self, z_dim: int, hidden_dim: int, layers: int = 1):
         super().__init__()
         self.z_dim = z_dim
-        self.lstm = nn.LSTM(z_dim, hidden_dim, batch_first=True)
+        self.lstm = nn.LSTM(z_dim, hidden_dim, num_layers=layers, batch_first=True)
         self.head = GaussianHead(hidden_dim, z_dim)
 
     def forward(self, z: Tensor) -> Gaussian:
@@ -252,6 +259,28 @@ def bidirectional_summary(out: Tensor) -> Tensor:
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """The two-layer head used for every auxiliary prediction."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+
+
+WEIGHT_INITS = ("pytorch", "normal")
+
+
+def init_weights(model: nn.Module, kind: str) -> None:
+    """ "pytorch" keeps PyTorch's default initialisation; "normal" is S3VAE's authors' (ODE-RL 0d4c701
+    utils.py:378-389, applied to the whole model at train_DS_VAE_sprite.py:313): the weights of every Conv2d
+    and Linear from N(0, 0.01) with zero biases, BatchNorm2d at weight 1 and bias 0; transposed convs,
+    recurrent layers and 1-d batch norms keep PyTorch's."""
+    if kind not in WEIGHT_INITS:
+        raise ValueError(f"unknown weight_init '{kind}': use one of {WEIGHT_INITS}")
+    if kind == "pytorch":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 LIKELIHOODS = ("gaussian", "gaussian_calibrated", "bernoulli")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,10 +12,10 @@ from torch.distributions import Normal, kl_divergence
 
 from models import S3VAE, S3VAEConfig
 from models.blocks import LIKELIHOODS, Gaussian, hide_colors, pixel_nll
-from models.s3vae import mutual_information
+from models.s3vae import DirectionHeads, direction_prediction, mutual_information, static_consistency
 
 B, T, C, SIZE = 6, 5, 3, 16
-GRID, TOPK = 4, 2
+GRID, TOPK, CELLS = 4, 2, 9
 TINY = dict(
     image_size=SIZE,
     conv_channels=(4, 8),  # 16 / 2**2 = 4: FrameEncoder needs the side divisible by 2**len(channels)
@@ -31,6 +32,19 @@ VARIANTS = {
         "static_classes": {"body": 3},
         "dynamic_classes": {"action": 2},
     },
+    # S3VAE full as its authors' code trains it (config.yaml's anchor `authors`)
+    "authors_full": {
+        "dynamic_encoder": "shared",
+        "prior_layers": 2,
+        "weight_init": "normal",
+        "scc_weight": 100.0,
+        "scc_shuffle": "clip",
+        "dfp_weight": 0.1,
+        "dfp_target": "flow_direction",
+        "dfp_classes": CELLS,
+        "mi_weight": 0.01,
+        "mi_form": "relu_mean",
+    },
     # SMMNIST's ablation: an order-free digit pair (a class distribution) on z_f, positions regressed on z_t
     "baseline_sv_states": {
         "supervised_weight": 100.0,
@@ -42,6 +56,7 @@ ELBO = {"recon", "kl_static", "kl_dynamic", "loss"}
 EXPECTED_TERMS = {
     "baseline": ELBO,
     "full": ELBO | {"scc", "dfp", "mi"},
+    "authors_full": ELBO | {"scc", "dfp", "mi"},
     "baseline_sv": ELBO | {"supervised"},
     "baseline_sv_states": ELBO | {"supervised"},
 }
@@ -63,6 +78,10 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         "action": torch.randint(0, 2, (B,), generator=g),
         "digits": torch.softmax(torch.randn(B, 10, generator=g), dim=-1),
         "position": torch.randn(B, T, 2, 2, generator=g),
+        # each cell's direction bin, -1 where it is still; no flow enters the first frame
+        "flow_direction": torch.randint(-1, 8, (B, T, CELLS), generator=g).index_fill_(
+            1, torch.tensor([0]), -1
+        ),
     }
     return x, targets
 
@@ -475,3 +494,136 @@ def test_landmark_dfp_trains_the_head_on_z_t():
     x, _ = batch()
     model.loss(x, model(x), _landmark_targets(), dataset_size=100)["dfp"].backward()
     assert model.dfp_head[0].weight.grad.abs().sum() > 0
+
+
+# --- the authors' recipe (ODE-RL 0d4c701 code_sprite) ------------------------------------------------------
+def test_the_shared_encoder_gives_every_z_t_the_whole_clip():
+    """The authors' z_t comes from a tanh RNN over a bidirectional LSTM: z_1 changes with the last frame,
+    where the causal q(z_t | x_<=t) of the paper's text does not."""
+    x, _ = batch()
+    later = x.clone()
+    later[:, -1] = torch.rand_like(later[:, -1])
+    for encoder, moves in (("shared", True), ("causal", False)):
+        torch.manual_seed(0)
+        model = S3VAE(S3VAEConfig(**TINY, dynamic_encoder=encoder)).eval()
+        first, changed = (model.encode(clip)[1].mean[:, 0] for clip in (x, later))
+        assert (not torch.allclose(first, changed)) is moves, encoder
+
+
+def test_the_shared_encoder_reads_one_lstm_for_both_latents_and_leaky_static_heads():
+    torch.manual_seed(0)
+    model = S3VAE(S3VAEConfig(**TINY, dynamic_encoder="shared")).eval()
+    assert model.dynamic_lstm is None and isinstance(model.dynamic_rnn, torch.nn.RNN)
+    features = model.frame_encoder(batch()[0])
+    static, dynamic = model.encode_features(features)
+    torch.testing.assert_close(static.mean, model.encode_static(features).mean)
+    torch.testing.assert_close(dynamic.mean, model.encode_dynamic(features).mean)
+    both, _ = model.static_lstm(features)
+    summary = torch.cat([both[:, -1, : TINY["hidden_dim"]], both[:, 0, TINY["hidden_dim"] :]], dim=-1)
+    linear = model.static_head.proj[0](summary)[:, : TINY["static_dim"]]
+    torch.testing.assert_close(static.mean, torch.nn.functional.leaky_relu(linear, 0.2))
+
+
+def direction_heads_with_logits(direction: torch.Tensor, moving: torch.Tensor) -> DirectionHeads:
+    """Heads whose outputs are `direction` (cells, 8) and `moving` (cells,) logits whatever z_t is."""
+    heads = DirectionHeads(z_dim=3, cells=len(moving))
+    with torch.no_grad():
+        for cell, head in enumerate(heads.directions):
+            head[-1].weight.zero_()
+            head[-1].bias.copy_(direction[cell])
+        heads.moving[-1].weight.zero_()
+        heads.moving[-1].bias.copy_(moving)
+    return heads
+
+
+def test_direction_loss_is_the_authors_averaged_cross_entropies():
+    """Known answer on two clips of three frames, two cells: the direction cross-entropy over the moving
+    (cell, frame) entries only, plus the binary cross-entropy of which cells move over frames 2 and 3."""
+    direction, moving = torch.randn(2, 8), torch.tensor([1.5, -0.5])
+    heads = direction_heads_with_logits(direction, moving)
+    labels = torch.tensor([[[3, 3], [5, -1], [-1, 0]], [[-1, -1], [-1, -1], [7, 2]]])  # (B, T, cells)
+    out = SimpleNamespace(dynamic_sample=torch.randn(2, 3, 3))
+    loss = direction_prediction(heads, out, {"flow_direction": labels})
+    entries = [(b, t, k) for b in range(2) for t in range(3) for k in range(2) if labels[b, t, k] >= 0]
+    expected_ce = sum(-torch.log_softmax(direction[k], dim=0)[labels[b, t, k]] for b, t, k in entries) / len(
+        entries
+    )
+    later = (labels[:, 1:] >= 0).float()  # (B, T - 1, cells): frame 1's entries (3, 3 above) are not scored
+    expected_bce = torch.nn.functional.binary_cross_entropy_with_logits(moving.expand_as(later), later)
+    torch.testing.assert_close(loss, expected_ce + expected_bce)
+
+
+def test_direction_loss_of_still_clips_is_the_moving_cells_alone():
+    heads = direction_heads_with_logits(torch.randn(2, 8), torch.tensor([0.3, -2.0]))
+    still = torch.full((2, 3, 2), -1)
+    loss = direction_prediction(
+        heads, SimpleNamespace(dynamic_sample=torch.randn(2, 3, 3)), {"flow_direction": still}
+    )
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor([0.3, -2.0]).expand(2, 2, 2), torch.zeros(2, 2, 2)
+    )
+    assert torch.isfinite(loss) and torch.allclose(loss, expected)
+
+
+def test_relu_mean_mi_averages_where_frame_sum_adds_the_frames():
+    """z_t in the same cluster as z_f at both frames: every frame's and clip's estimate is log K, so the
+    authors' form gives log K and the per-frame sum 2 log K."""
+    static_cluster, _ = _balanced()
+    same = _clusters(static_cluster, static_cluster[:, None].repeat(1, 2))
+    relu_mean = mutual_information(*same, dataset_size=CLIPS, estimator="mss", form="relu_mean")
+    frame_sum = mutual_information(*same, dataset_size=CLIPS, estimator="mss", form="frame_sum")
+    assert relu_mean.item() == pytest.approx(math.log(K), abs=1e-3)
+    assert frame_sum.item() == pytest.approx(2 * math.log(K), abs=1e-3)
+
+
+@pytest.mark.parametrize(("shuffle", "several_orders"), [("batch", False), ("clip", True)])
+def test_the_scc_positive_is_each_clip_in_its_own_order_or_one_for_the_batch(
+    shuffle: str, several_orders: bool
+):
+    features = torch.arange(B * T, dtype=torch.float32).view(B, T, 1)  # frame t of clip b holds b * T + t
+    seen = []
+
+    def encode_static(frames: torch.Tensor) -> Gaussian:
+        seen.append(frames)
+        return Gaussian(frames.sum(1), torch.zeros(B, 1))
+
+    out = SimpleNamespace(features=features, static=Gaussian(features.sum(1), torch.zeros(B, 1)))
+    torch.manual_seed(0)
+    static_consistency(encode_static, out, margin=1.0, shuffle=shuffle)
+    (shuffled,) = seen
+    assert torch.equal(shuffled.sort(dim=1).values, features)  # each clip's own frames, reordered
+    order = (shuffled[..., 0] - T * torch.arange(B)[:, None]).long()  # (B, T) the frame order of each clip
+    assert (len({tuple(row.tolist()) for row in order}) > 1) is several_orders
+
+
+def test_the_authors_init_draws_conv_and_linear_weights_from_n_0_001():
+    torch.manual_seed(0)
+    model = S3VAE(S3VAEConfig(**TINY, weight_init="normal"))
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert weights.std().item() == pytest.approx(0.01, rel=0.1)
+    assert all(m.bias is None or not m.bias.any() for m in convs)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(bool((m.weight == 1).all() and (m.bias == 0).all()) for m in norms)
+    deconvs = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]  # not touched there
+    assert torch.cat([m.weight.flatten() for m in deconvs]).std().item() > 0.05
+
+
+def test_a_two_layer_prior_is_still_causal():
+    torch.manual_seed(0)
+    prior = S3VAE(S3VAEConfig(**TINY, prior_layers=2)).prior
+    assert prior.lstm.num_layers == 2
+    z = torch.randn(2, T, TINY["dynamic_dim"])
+    changed = z.clone()
+    changed[:, 2] += 3.0
+    assert torch.equal(prior(z).mean[:, :3], prior(changed).mean[:, :3])
+    assert not torch.allclose(prior(z).mean[:, 3], prior(changed).mean[:, 3])
+
+
+@pytest.mark.parametrize(
+    "setting", [{"dynamic_encoder": "both"}, {"mi_form": "sum"}, {"scc_shuffle": "frame"}]
+)
+def test_an_unknown_setting_names_itself(setting: dict):
+    (name,) = setting
+    with pytest.raises(ValueError, match=f"S3VAEConfig.{name}"):
+        S3VAEConfig(**TINY, **setting)
