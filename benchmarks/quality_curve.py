@@ -3,6 +3,7 @@
     python benchmarks/quality_curve.py                                   # Sprites, quick preset
     python benchmarks/quality_curve.py --methods baseline,full --epochs 1,2,4,8 --seeds 2
     python benchmarks/quality_curve.py --preset smoke --dataset dsprites --epochs 1,2   # a test-sized run
+    python benchmarks/quality_curve.py --configfile benchmarks/recipe_changes.yaml --methods ... --diagnose
 
 Each row trains once per seed for the largest epoch count, through `pipeline.train.loop.fit` at the preset's
 sizes, and scored by the workflow's judge with `pipeline.evaluate.table1.table1_runs` after each listed epoch.
@@ -30,18 +31,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import load  # noqa: E402
+from pipeline.config import load, merge  # noqa: E402
 from pipeline.data import h5io  # noqa: E402
 from pipeline.data.clips import load_clips  # noqa: E402
+from pipeline.evaluate.diagnostics import diagnose_model  # noqa: E402
 from pipeline.evaluate.table1 import table1_runs  # noqa: E402
-from pipeline.train.checkpoint import load_model  # noqa: E402
+from pipeline.train.checkpoint import load_model, save_model  # noqa: E402
 from pipeline.train.families import ModelInputs, family, variant_family, variant_settings  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
-from pipeline.train.model import train_settings, vae_loss_fn  # noqa: E402
+from pipeline.train.model import row_settings, vae_loss_fn  # noqa: E402
 
 COLUMNS = ["dataset", "method", "seed", "epochs", "metric", "value", "seconds"]
 CURVE_METRICS = ("Acc", "Acc/fixed_dynamics", "Acc/fixed_static")
@@ -55,8 +58,29 @@ def required_files(dataset: str) -> dict[str, Path]:
     }
 
 
+def diagnose(config: dict, method: str, seed: int, model, files: dict[str, Path], run_dir: Path) -> None:
+    """The workflow's diagnostics (diagnose_model: ceiling, swap, probes, loss terms) of the trained model,
+    written beside its run as {method}_seed{seed}_diagnostics.csv and _probes.png."""
+    path = run_dir / f"{method}_seed{seed}" / "model.pt"
+    save_model(path, variant_family(config["variants"][method]), model)
+    diagnose_model(
+        model=str(path),
+        judge=str(files["judge"]),
+        dataset=str(files["dataset"]),
+        output_csv=str(run_dir.parent / f"{method}_seed{seed}_diagnostics.csv"),
+        output_png=str(run_dir.parent / f"{method}_seed{seed}_probes.png"),
+        method=method,
+        training_seed=seed,
+        evaluate=config["evaluate"],
+        bf16=config["train"]["bf16"],
+        seed=config["seed"],
+        device=config["device"],
+    )
+
+
 def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epochs: list[int], run_dir: Path):
-    """Train `method` with training seed `seed` for max(epochs) epochs; score it after each listed epoch."""
+    """Train `method` with training seed `seed` for max(epochs) epochs (its row's own learning rate and
+    batch size where its variant sets them); score it after each listed epoch."""
     torch.manual_seed(config["seed"] + seed)
     variant = config["variants"][method]
     chosen = family(variant_family(variant))
@@ -68,7 +92,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
     model = chosen.build(
         ModelInputs(config["model"], variant_settings(variant), train_set, attrs, label_attrs)
     )
-    train = train_settings(config["train"], seed=config["seed"] + seed, device=config["device"])
+    train = row_settings(variant, config["train"], seed=config["seed"] + seed, device=config["device"])
     settings = dataclasses.replace(train, epochs=max(epochs))
     judge = load_model(files["judge"], settings.device)
     protocol = h5io.read_protocol(files["dataset"])
@@ -108,7 +132,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
         inputs={"dataset": files["dataset"], "labels": labels},
         after_epoch=score,
     )
-    return rows
+    return rows, model
 
 
 def plot(table: pd.DataFrame, path: Path, title: str) -> None:
@@ -156,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", default="1,2,4,8,16", help="epoch counts to score at")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per row")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configfile", default=None, help="YAML merged over the preset (e.g. more variants)")
+    parser.add_argument(
+        "--diagnose", action="store_true", help="also write the diagnostics of the last epoch"
+    )
     parser.add_argument("--output", default=str(ROOT / "results/benchmarks/quality_curve"))
     parser.add_argument(
         "--combine", nargs="+", default=None, metavar="CSV", help="plot these curves together, train nothing"
@@ -168,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         return report(table, output, str(table["dataset"].iloc[0]))
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    config = load(overrides={"preset": args.preset})
+    extra = yaml.safe_load(Path(args.configfile).read_text()) if args.configfile else {}
+    config = load(overrides=merge(extra, {"preset": args.preset}))
     files = required_files(args.dataset)
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
@@ -183,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for method in args.methods.split(","):
         for seed in range(args.seeds):
-            rows += curve_of(config, method, seed, files, epochs, output / "runs")
+            curve, model = curve_of(config, method, seed, files, epochs, output / "runs")
+            rows += curve
+            if args.diagnose:
+                diagnose(config, method, seed, model, files, output / "runs")
     report(pd.DataFrame(rows, columns=COLUMNS), output, f"{args.dataset}, preset {args.preset}")
 
 

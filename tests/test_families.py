@@ -66,9 +66,8 @@ def test_each_family_builds_its_config_from_the_shared_model_section(tiny_data, 
     family = FAMILIES[variant_family(variant)]
     data = load_clips(tiny_data[0], "train")
     attrs = {"name": "tiny", "modality": "video", "frame_shape": (T, SIZE, SIZE, 3)}
-    inputs = ModelInputs(
-        config["model"], variant_settings(variant), data, attrs, {"grid": config["flow"]["grid"]}
-    )
+    labels = {"grid": config["flow"]["grid"], "direction_grid": config["flow"]["direction_grid"]}
+    inputs = ModelInputs(config["model"], variant_settings(variant), data, attrs, labels)
     built = family.config_class(**family.build_config(inputs))
     family_name = variant_family(variant)
     assert isinstance(built, config_class)
@@ -329,14 +328,18 @@ def test_an_unregistered_family_is_refused_with_the_registry_named():
 def test_s3vae_predicts_what_its_label_file_holds():
     from pipeline.train.families import _dfp_target
 
-    assert _dfp_target({"labeler": "flow-dis", "grid": 8}) == {"dfp_target": "flow_topk", "dfp_classes": 64}
+    flow = {"labeler": "flow-dis", "grid": 8, "direction_grid": 3}
+    assert _dfp_target(flow, "flow_topk") == {"dfp_target": "flow_topk", "dfp_classes": 64}
+    assert _dfp_target(flow, "flow_direction") == {"dfp_target": "flow_direction", "dfp_classes": 9}
+    with pytest.raises(ValueError, match="--forcerun label_flow"):  # labels made before the directions
+        _dfp_target({"labeler": "flow-dis", "grid": 8}, "flow_direction")
     landmarks = {
         "labeler": "landmarks-mediapipe",
         "distance_names": ["right_eye", "left_eye", "lips"],
         "distance_mean": [0.09, 0.1, 0.03],
         "distance_std": [0.01, 0.012, 0.02],
     }
-    assert _dfp_target(landmarks) == {
+    assert _dfp_target(landmarks, "flow_direction") == {  # a face's landmarks whatever the row asks
         "dfp_target": "landmark_distances",
         "dfp_classes": 3,
         "dfp_target_mean": (0.09, 0.1, 0.03),

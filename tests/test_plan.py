@@ -54,7 +54,7 @@ def test_paper_scale_on_the_cpu_says_what_it_trains_and_the_fix(tmp_path: Path):
     assert warning.startswith(
         "WARNING: this plan trains at the paper preset's scale on the CPU (device: cpu)"
     )
-    assert "1 train_judge of 20 epochs, 6 train_model of 100 epochs" in warning
+    assert "1 train_judge of 20 epochs, 6 train_model of 300 epochs" in warning
     assert "No epoch at these sizes has been measured here yet" in warning
     assert "--config preset=quick" in warning and "profile" in warning
 
@@ -67,8 +67,8 @@ def test_the_estimate_comes_from_epochs_measured_at_the_same_sizes(tmp_path: Pat
     measured_run(models / "baseline" / "seed1" / "run", PAPER, [1.0], device="cuda")  # not on the CPU
     warning = plan.cost_warning(paper_plan(tmp_path), PAPER)
     assert f"From epochs measured here before ({models / 'full' / 'seed0' / 'run'})" in warning
-    # the 3 seeds of `full`, 100 epochs each, at 710 s an epoch
-    assert f"about {3 * 100 * 710 / 3600:.1f} h for 3 of the 7 trainings" in warning
+    # the 3 seeds of `full`, 300 epochs each, at 710 s an epoch
+    assert f"about {3 * 300 * 710 / 3600:.1f} h for 3 of the 7 trainings" in warning
 
 
 @pytest.mark.parametrize(("preset", "device"), [("quick", "cpu"), ("smoke", "cpu"), ("paper", "cuda")])

@@ -26,7 +26,7 @@ from pipeline.train.checkpoint import load_model, save_model
 from pipeline.train.judge import judge_accuracy, train_judge
 from pipeline.train.model import train_model
 
-T, SIZE, GRID, TOPK = 4, 16, 4, 2
+T, SIZE, GRID, TOPK, DIRECTION_GRID = 4, 16, 4, 2, 3
 N_TRAIN, N_TEST = 24, 8
 FACTORS = [
     h5io.Factor("body", "static", ("red", "green", "blue")),
@@ -54,17 +54,20 @@ def write_tiny_data(root: Path) -> tuple[Path, Path]:
     dataset, labels = root / "tiny.h5", root / "flow.h5"
     h5io.write_dataset(dataset, name="tiny", factors=FACTORS, splits=splits, protocol=PROTOCOL)
     rng = np.random.default_rng(2)
-    flow = {
-        split: {
-            "flow_topk": np.stack([rng.permutation(GRID * GRID)[:TOPK] for _ in range(n * T)]).reshape(
-                n, T, TOPK
-            )
-        }
-        for split, n in (("train", N_TRAIN), ("test", N_TEST))
+    flow = {}
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        topk = np.stack([rng.permutation(GRID * GRID)[:TOPK] for _ in range(n * T)]).reshape(n, T, TOPK)
+        directions = rng.integers(-1, 8, (n, T, DIRECTION_GRID**2)).astype(np.int8)  # -1: a still cell
+        directions[:, 0] = -1  # no flow enters the first frame
+        flow[split] = {"flow_topk": topk, "flow_direction": directions}
+    attrs = {
+        "dataset": "tiny",
+        "labeler": "test",
+        "grid": GRID,
+        "topk": TOPK,
+        "direction_grid": DIRECTION_GRID,
     }
-    h5io.write_labels(
-        labels, attrs={"dataset": "tiny", "labeler": "test", "grid": GRID, "topk": TOPK}, labels=flow
-    )
+    h5io.write_labels(labels, attrs=attrs, labels=flow)
     return dataset, labels
 
 
@@ -215,9 +218,9 @@ def test_kill_between_metrics_and_checkpoint_leaves_no_duplicate_rows(
 def test_checkpoint_of_another_config_is_not_resumed(tiny_data, uninterrupted, tmp_path, caplog):
     shutil.copytree(uninterrupted / "run", tmp_path / "run")
     caplog.set_level(logging.INFO, logger="pipeline.train")
-    run_train(tiny_data, tmp_path, tiny_config(epochs=1, lr=0.002))
+    run_train(tiny_data, tmp_path, tiny_config(epochs=1, lr=0.003))
     messages = [r.getMessage() for r in caplog.records]
-    assert any("config changed (train.epochs: 3 -> 1, train.lr: 0.0005 -> 0.002)" in m for m in messages)
+    assert any("config changed (train.epochs: 3 -> 1, train.lr: 0.002 -> 0.003)" in m for m in messages)
     assert not any(m.startswith("resuming") for m in messages)
     assert epoch_of(tmp_path / "run" / "checkpoint.pt") == 1
     assert metric_rows(tmp_path / "run") == [(1, "test"), (1, "train")]

@@ -93,9 +93,10 @@ def _vae_architecture(inputs: ModelInputs) -> dict:
     return {**_frame_geometry(inputs), **shared, **_tuples(inputs.settings)}
 
 
-def _dfp_target(label_attrs: Mapping) -> dict:
-    """What L_DFP predicts on video, from the label file it trains on: the flow labels' top-k cells of a
-    G x G grid, or the landmark labels' three distances, standardised by their training-split statistics."""
+def _dfp_target(label_attrs: Mapping, wanted: str) -> dict:
+    """What L_DFP predicts on video, from the label file it trains on: the landmark labels' three distances,
+    standardised by their training-split statistics; or from a flow label file the target the row asks for
+    (`wanted`): the top-k cells of a G x G grid, or the authors' directions of G' x G' cells."""
     if "distance_names" in label_attrs:
         return {
             "dfp_target": "landmark_distances",
@@ -103,6 +104,13 @@ def _dfp_target(label_attrs: Mapping) -> dict:
             "dfp_target_mean": tuple(float(v) for v in label_attrs["distance_mean"]),
             "dfp_target_std": tuple(float(v) for v in label_attrs["distance_std"]),
         }
+    if wanted == "flow_direction":
+        if "direction_grid" not in label_attrs:
+            raise ValueError(
+                "the flow labels hold no flow_direction (attribute direction_grid): they were made before "
+                "label_flow wrote them; rebuild them with `snakemake [TARGET ...] --forcerun label_flow`"
+            )
+        return {"dfp_target": "flow_direction", "dfp_classes": int(label_attrs["direction_grid"]) ** 2}
     grid = int(label_attrs["grid"])
     return {"dfp_target": "flow_topk", "dfp_classes": grid * grid}
 
@@ -111,17 +119,18 @@ def s3vae_config(inputs: ModelInputs) -> dict:
     """An S3VAE row: the shared architecture plus the variant's regulariser weights. On video, L_DFP predicts
     the flow or landmark labels (`_dfp_target`) and the label heads read the dataset's factors; on speech it
     predicts the silence labels (S3VAE section 4.2)."""
+    architecture = _vae_architecture(inputs)
     if inputs.attrs["modality"] == "audio":
-        return {**_vae_architecture(inputs), "dfp_target": "silence", "dfp_classes": 1}
+        return {**architecture, "dfp_target": "silence", "dfp_classes": 1}
     heads = judge_heads(inputs.data.factors)
     return {
-        **_dfp_target(inputs.label_attrs),
         "static_classes": {h.name: h.n_classes for h in heads if h.kind == "static"},
         "dynamic_classes": {h.name: h.n_classes for h in heads if h.kind == "dynamic"},
         "dynamic_regression": {
             name: inputs.data.targets[name][0, 0].numel() for name in inputs.data.trajectories
         },
-        **_vae_architecture(inputs),
+        **architecture,
+        **_dfp_target(inputs.label_attrs, architecture.get("dfp_target", "flow_topk")),
     }
 
 

@@ -1,7 +1,8 @@
 """Stage `train_model`: one variant of any family (a table row) on a video dataset, with one training seed.
 
 Also the pieces every training stage shares: `train_settings` (a config section as `TrainSettings`),
-`fit_and_save` (the run directory, then the model file) and `vae_loss_fn` (a VAE family's negative ELBO).
+`row_settings` (with a row's own epochs and learning rate), `fit_and_save` (the run directory,
+then the model file) and `vae_loss_fn` (a VAE family's negative ELBO).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def train_settings(part: Mapping, *, seed: int, device: str) -> TrainSettings:
         lr_schedule=part["lr_schedule"],
         lr_floor=part["lr_floor"],
     )
+
+
+def row_settings(variant: Mapping, train: Mapping, *, seed: int, device: str) -> TrainSettings:
+    """A table row's training settings: its `train` section's, with the row's own epochs and learning rate
+    where its variant sets them (`families.TRAINING_KEYS`)."""
+    own = {key: variant[key] for key in ("epochs", "lr") if variant.get(key)}
+    return dataclasses.replace(train_settings(train, seed=seed, device=device), **own)
 
 
 def fit_and_save(
@@ -131,11 +139,7 @@ def train_model(
     )
     model = chosen.build(inputs)
     logger.info("training %s on %d clips: %s", name, len(train_set), model.config)
-    settings = dataclasses.replace(
-        train_settings(train, seed=seed + training_seed, device=device),
-        epochs=variant.get("epochs") or train["epochs"],
-        lr=variant.get("lr") or train["lr"],
-    )
+    settings = row_settings(variant, train, seed=seed + training_seed, device=device)
     loss_fn = None if chosen.trainer == "adversarial" else vae_loss_fn(train_set)
     inputs = {"dataset": dataset, "labels": labels}
     fit_and_save(model, name, loss_fn, train_set, test_set, settings, output, inputs)
