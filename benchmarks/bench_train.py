@@ -5,8 +5,9 @@
 
 One step is what `pipeline.train.loop.train_one_epoch` does per batch: forward and S3VAE loss (under
 `pipeline.train.loop.autocast` for bf16), backward, gradient clipping and an Adam step, on random uint8 clips
-converted with `pipeline.data.clips.to_input` and random `flow_topk` targets. The network is variant `full` of
-config.yaml at the preset's sizes (`paper`: (64, 128, 256, 512) convs, D_h 512, hidden 256, D_f 256, D_z 32).
+converted with `pipeline.data.clips.to_input` and random flow labels (`flow_topk`, `flow_direction`). The
+network is variant `full` of config.yaml at the preset's sizes (`paper`: (64, 128, 256, 512) convs, D_h 128,
+hidden 256, D_f 256, D_z 32: the authors' recipe, README).
 The configurations differ only in numerics and memory layout (see SETUPS); each runs in a fresh process, so
 peak memory, allocator state and compile caches do not leak from one into the next. Times are the median
 step after the warm-up steps; the first step's time is reported apart (with --compile it holds compilation).
@@ -94,7 +95,8 @@ def row_config(config: dict, method: str) -> models.S3VAEConfig:
     no_labels = ClipSet(frames=torch.empty(0), targets={}, factors=())
     attrs = {"name": "sprites", "modality": "video", "frame_shape": (T, SIZE, SIZE, CHANNELS)}
     settings = variant_settings(config["variants"][method])
-    inputs = ModelInputs(config["model"], settings, no_labels, attrs, {"grid": config["flow"]["grid"]})
+    flow = {key: config["flow"][key] for key in ("grid", "direction_grid")}  # the label file's attributes
+    inputs = ModelInputs(config["model"], settings, no_labels, attrs, flow)
     return models.S3VAEConfig(**s3vae_config(inputs))
 
 
@@ -104,12 +106,23 @@ def model_config(preset: str) -> tuple[models.S3VAEConfig, dict]:
     return row_config(config, "full"), config
 
 
+def random_flow_labels(batch_size: int, topk: int, cells: int) -> dict[str, torch.Tensor]:
+    """Random flow labels of both kinds over `cells` cells (the row's dfp_classes; it reads its own kind):
+    the top-k cells (B, T, k) and each cell's direction bin or -1 (B, T, cells)."""
+    top = torch.rand(batch_size, T, cells).argsort(dim=-1)[..., : min(topk, cells)].to(torch.int16)
+    return {
+        "flow_topk": top,
+        "flow_direction": torch.randint(-1, 8, (batch_size, T, cells), dtype=torch.int8),
+    }
+
+
 def random_batch(batch_size: int, topk: int, classes: int, device: str) -> tuple[torch.Tensor, dict]:
-    """Random uint8 clips made into model input as a training batch is, and random top-k flow cells."""
+    """Random uint8 clips made into model input as a training batch is, and random flow labels."""
     frames = torch.randint(0, 256, (batch_size, T, SIZE, SIZE, CHANNELS), dtype=torch.uint8)
     x = to_input(frames.to(device))  # (B, T, C, H, W)
-    cells = torch.rand(batch_size, T, classes).argsort(dim=-1)[..., :topk].to(torch.int16)  # (B, T, k)
-    return x, {"flow_topk": cells.to(device)}
+    return x, {
+        name: labels.to(device) for name, labels in random_flow_labels(batch_size, topk, classes).items()
+    }
 
 
 def count_flops(config: models.S3VAEConfig, batch_size: int, topk: int) -> int:
@@ -117,7 +130,7 @@ def count_flops(config: models.S3VAEConfig, batch_size: int, topk: int) -> int:
     with torch.device("meta"):
         model = models.S3VAE(config)
         x = torch.rand(batch_size, T, CHANNELS, SIZE, SIZE)
-        targets = {"flow_topk": torch.randint(0, config.dfp_classes, (batch_size, T, topk))}
+        targets = random_flow_labels(batch_size, topk, config.dfp_classes)
     counter = FlopCounterMode(display=False)
     with counter:
         model.loss(x, model(x), targets, dataset_size=DATASET_SIZE)["loss"].backward()

@@ -230,11 +230,12 @@ def direction_prediction(heads: DirectionHeads, out: S3VAEOutput, targets: dict[
     (B, T, cells) holds the bins, -1 where a cell does not move."""
     directions = targets["flow_direction"].long()  # (B, T, cells)
     logits, moving_logits = heads(out.dynamic_sample)  # (B, T, cells, 8), (B, T, cells)
-    moving = directions >= 0  # (B, T, cells)
-    area = F.binary_cross_entropy_with_logits(moving_logits[:, 1:].float(), moving[:, 1:].float())
-    if not moving.any():  # a batch of still clips: no direction to predict
-        return area
-    return F.cross_entropy(logits[moving].float(), directions[moving]) + area
+    moving = (directions >= 0).float()  # (B, T, cells)
+    area = F.binary_cross_entropy_with_logits(moving_logits[:, 1:].float(), moving[:, 1:])
+    # The mean over the moving entries as a weighted sum, not a boolean index: no host sync on a GPU, and a
+    # batch of still clips gives 0
+    every = F.cross_entropy(logits.flatten(0, 2).float(), directions.clamp_min(0).flatten(), reduction="none")
+    return (every * moving.flatten()).sum() / moving.sum().clamp_min(1.0) + area
 
 
 def dfp_labels(targets: dict[str, Tensor], c: S3VAEConfig, B: int, T: int, device) -> Tensor:

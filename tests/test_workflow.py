@@ -138,6 +138,7 @@ def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Pat
         "diagnose_model": len(video) * (n_methods - 1) * seeds,
         "plot_figures": len(video) * n_methods,
         "plot_latent_space": len(video) * n_unordered,
+        "plot_flow_directions": 1,  # Sprites' left- and right-facing walks
         "make_table": 2,
         "make_dsvae_table1": 1,
         "evaluate_dynamics": 1,
