@@ -50,11 +50,11 @@ COLUMNS = ["dataset", "method", "seed", "epochs", "metric", "value", "seconds"]
 CURVE_METRICS = ("Acc", "Acc/fixed_dynamics", "Acc/fixed_static")
 
 
-def required_files(dataset: str) -> dict[str, Path]:
+def required_files(results: Path, dataset: str) -> dict[str, Path]:
     return {
-        "dataset": ROOT / f"results/data/{dataset}.h5",
-        "labels": ROOT / f"results/labels/{dataset}/flow.h5",
-        "judge": ROOT / f"results/judges/{dataset}/judge.pt",
+        "dataset": results / f"data/{dataset}.h5",
+        "labels": results / f"labels/{dataset}/flow.h5",
+        "judge": results / f"judges/{dataset}/judge.pt",
     }
 
 
@@ -127,7 +127,7 @@ def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epoch
         train_set=train_set,
         test_set=test_set,
         settings=settings,
-        run_dir=run_dir / f"{method}_seed{seed}",
+        run_dir=run_dir / f"{method}_seed{seed}" / "run",  # the workflow's layout: model.pt beside run/
         run_config={"method": method, "seed": seed, "epochs": max(epochs), "model": repr(model.config)},
         inputs={"dataset": files["dataset"], "labels": labels},
         after_epoch=score,
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--diagnose", action="store_true", help="also write the diagnostics of the last epoch"
     )
+    parser.add_argument("--results", default=str(ROOT / "results"), help="the workflow's results folder")
     parser.add_argument("--output", default=str(ROOT / "results/benchmarks/quality_curve"))
     parser.add_argument(
         "--combine", nargs="+", default=None, metavar="CSV", help="plot these curves together, train nothing"
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     extra = yaml.safe_load(Path(args.configfile).read_text()) if args.configfile else {}
     config = load(overrides=merge(extra, {"preset": args.preset}))
-    files = required_files(args.dataset)
+    files = required_files(Path(args.results), args.dataset)
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
         sys.exit(
@@ -214,9 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(args.seeds):
             curve, model = curve_of(config, method, seed, files, epochs, output / "runs")
             rows += curve
+            report(pd.DataFrame(rows, columns=COLUMNS), output, f"{args.dataset}, preset {args.preset}")
             if args.diagnose:
                 diagnose(config, method, seed, model, files, output / "runs")
-    report(pd.DataFrame(rows, columns=COLUMNS), output, f"{args.dataset}, preset {args.preset}")
 
 
 if __name__ == "__main__":
