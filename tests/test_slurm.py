@@ -105,8 +105,9 @@ def assert_stopped_before_any_job(result: subprocess.CompletedProcess, cluster: 
 
 
 def accounting(job_ids) -> dict[str, tuple[str, str]]:
-    """{SLURM job id: (State, ReqTRES)} from sacct."""
-    listed = _ask("sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State,ReqTRES")
+    """{SLURM job id: (State, AllocTRES)} from sacct: what each job was given (ReqTRES says cpu=1 for a job
+    given 8 CPUs by --cpus-per-gpu=8)."""
+    listed = _ask("sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State,AllocTRES")
     return {job: (state, tres) for job, state, tres in (line.split("|") for line in listed.splitlines())}
 
 
@@ -146,6 +147,7 @@ def test_device_cuda_asks_each_gpu_job_for_gpus_the_node_declares(
     cuda = ("--config", "preset=smoke", "device=cuda")
     shipped = yaml.safe_load((REPO / "workflow" / "profiles" / name / "profile.yaml").read_text())
     per_training = shipped["set-resources"]["train_model"].get("gpu", 1)  # the multi-GPU profile's: 4
+    cpus_per_gpu = shipped["set-resources"]["train_model"]["cpus_per_gpu"]
     profile = filled_profile(work, name, cluster)
     if per_training > cluster.gpus:
         stopped = snakemake("--profile", profile, *cuda, cwd=work)
@@ -161,13 +163,17 @@ def test_device_cuda_asks_each_gpu_job_for_gpus_the_node_declares(
     assert "sbatch: error" not in result.stdout and "Invalid generic resource" not in result.stdout
     jobs = submitted_jobs(result.stdout)
     assert {"train_judge", "train_model"} <= set(jobs.values()), jobs
-    for job, (state, tres) in accounting(jobs).items():
+    states = accounting(jobs)
+    assert states[job_of_rule(result.stdout, "build_dsprites")][0] == "COMPLETED"
+    for job, (state, tres) in states.items():
         rule = jobs[job]
-        if rule not in GPU_RULES:
-            assert state == "COMPLETED" and "gres/gpu" not in tres, (rule, state, tres)
+        if rule not in GPU_RULES:  # label_flow's DIS runs on the CPU: no GPU asked
+            assert "gres/gpu" not in tres, (rule, state, tres)
             continue
         gpus = per_training if rule in ("train_model", "train_judge") else 1
         assert f"gres/gpu={gpus}," in tres and state == "FAILED", (rule, state, tres)
+        if rule in ("train_model", "train_judge"):  # and the profile's cpus_per_gpu for each GPU
+            assert f"cpu={gpus * cpus_per_gpu}," in tres, (rule, tres)
     judge_log = (work / "logs" / "train_judge" / "dsprites.log").read_text()
     assert "torch sees no CUDA device" in judge_log, judge_log
 
