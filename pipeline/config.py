@@ -297,6 +297,17 @@ def resolve_bf16(setting: bool | str, device: str) -> bool:
     return fast_bf16(device) if setting == "auto" else bool(setting)
 
 
+def requested_gpus(device: str, computes_on_gpu: bool = True) -> int:
+    """The GPUs a job asks the scheduler for (its rule's `gpu` resource, which the SLURM plugin turns into
+    `--gpus=1`): one when its stage computes on the GPU (`computes_on_gpu`: trainings, scoring, RAFT flow,
+    FAN landmarks) and config `device` lets it, none otherwise.
+
+    `auto` asks for one, as `cuda` does: it is resolved where the job runs (`resolve_device`), and the host
+    that plans and submits the jobs cannot see a cluster's GPUs. So `device: cpu` is what a CPU-only
+    partition needs; on a node without a GPU an `auto` job that was given none still runs on the CPU."""
+    return int(computes_on_gpu and device != "cpu")
+
+
 def resolve_device(name: str) -> str:
     import torch
 

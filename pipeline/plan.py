@@ -8,6 +8,10 @@
   likely cause, a report asked for another config than the run's, and the --config of the last run here.
 - **The last run's config**, written to results/run_config.yaml by every run that starts jobs, which the
   report's hint reads.
+- **GPUs a SLURM partition does not have.** Jobs submitted to SLURM that ask for more GPUs than any node of
+  their partition declares (sinfo's GRES) would each be refused by sbatch ("Invalid generic resource
+  (gres) specification"): the run stops before the first with the fix, `device=cpu` on a partition
+  without GPUs (a dry run warns).
 
 Snakemake lays the plan out after it has built the DAG, in the "Job stats" record of its log (`run_info`,
 dry runs included), and reports the missing file as a logged error: one filter on its logger acts on both.
@@ -20,8 +24,10 @@ import datetime
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
+import subprocess
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -132,6 +138,60 @@ def cost_warning(jobs: list, config: Mapping, jobs_run_here: bool = True) -> str
     )
 
 
+def node_gpus(gres: str) -> int:
+    """The GPUs in one entry of sinfo's GRES column (%G): `gpu:2`, `gpu:a100:4(S:0-1)`, `(null)`."""
+    return max((int(n) for n in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres)), default=0)
+
+
+def partition_gpus(partition: str | None) -> tuple[str, int] | None:
+    """(name, the most GPUs one of its nodes declares) of SLURM partition `partition`, None for the
+    default one, from sinfo; None where sinfo is missing, does not answer or lists no such partition."""
+    try:
+        listed = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rows = [line.split(maxsplit=1) for line in listed.stdout.splitlines() if len(line.split()) == 2]
+    if partition is None:
+        partition = next((name for name, _ in rows if name.endswith("*")), "").rstrip("*")
+    gres = [entry for name, entry in rows if name.rstrip("*") == partition]
+    return (partition, max(map(node_gpus, gres))) if gres else None
+
+
+def gpu_shortfall(jobs: list, device: str) -> str | None:
+    """The error for planned SLURM jobs that ask for more GPUs (their `gpu` resource) than any node of
+    their partition (`slurm_partition`, else the default one) declares; None when every request fits or
+    sinfo cannot tell."""
+    asked: dict[tuple, int] = {}  # (partition as the job names it, rule) -> the most GPUs a job asks
+    for job in jobs:
+        gpus = int(job.resources.get("gpu", 0) or 0)
+        if gpus:
+            key = (job.resources.get("slurm_partition"), job.rule.name)
+            asked[key] = max(asked.get(key, 0), gpus)
+    declared = {named: partition_gpus(named) for named, _ in asked}  # -> (partition, GPUs) or None
+    over: dict[tuple, dict] = {}  # (partition, its GPUs) -> {rule: GPUs asked}
+    for (named, rule), gpus in sorted(asked.items(), key=lambda item: item[0][1]):
+        if declared[named] is not None and gpus > declared[named][1]:
+            over.setdefault(declared[named], {})[rule] = gpus
+    if not over:
+        return None
+    (name, most), rules = min(over.items())
+    problem = (
+        f"seqdis: jobs ask SLURM for more GPUs than a node of partition {name} declares ({most}, sinfo's "
+        f"GRES): {', '.join(f'{rule} {n}' for rule, n in rules.items())} per job; sbatch would refuse each "
+        'one ("Invalid generic resource (gres) specification").'
+    )
+    if most == 0 and device != "cpu":
+        return (
+            f"{problem} On a partition without GPUs run with --config device=cpu (device is {device}: on a "
+            "cluster `auto` asks for a GPU, README: On a SLURM cluster); for GPUs, set slurm_partition to a "
+            "partition whose nodes have them (sinfo -o '%P %G')."
+        )
+    return (
+        f"{problem} Set the gpu of those rules in your copy of the profile (set-resources) to at most "
+        f"{most}, or set slurm_partition to a partition with more GPUs per node (sinfo -o '%P %G')."
+    )
+
+
 def record_run(config: Mapping, overrides: Mapping) -> None:
     """results/run_config.yaml: the --config of this run and the config it resolved to."""
     header = (
@@ -184,12 +244,26 @@ class PlanWatch(logging.Filter):
         jobs = list(dag.needrun_jobs())
         if not jobs:
             return
+        self._check_gpus(jobs)
         if not self.workflow.output_settings.dryrun:
             record_run(self.config, self.overrides)
         training = [job for job in jobs if job.rule.name in TRAINING_RULES]
         warning = cost_warning(training, self.config, self._jobs_run_here())
         if warning:
             logging.getLogger("snakemake.logging").warning(warning)
+
+    def _check_gpus(self, jobs: list) -> None:
+        """Stop a run whose jobs go to SLURM asking for GPUs their partition lacks; a dry run warns. Inside a
+        SLURM job the jobs have been submitted already."""
+        if self._jobs_run_here() or "SLURM_JOB_ID" in os.environ:
+            return
+        shortfall = gpu_shortfall(jobs, self.config["device"])
+        if shortfall and self.workflow.output_settings.dryrun:
+            logging.getLogger("snakemake.logging").warning(f"WARNING: {shortfall} (a real run stops here)")
+        elif shortfall:
+            from snakemake.exceptions import WorkflowError  # Snakemake prints it without a traceback
+
+            raise WorkflowError(shortfall)
 
     def _jobs_run_here(self) -> bool:
         """Whether the jobs run on this host (a local executor), where this host's devices decide. A dry

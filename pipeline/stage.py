@@ -23,6 +23,8 @@ import importlib
 import inspect
 import logging
 import os
+import signal
+import subprocess
 import sys
 import traceback
 import types
@@ -103,6 +105,48 @@ def config_arguments(stage: Callable, config: Mapping) -> dict:
     }
 
 
+def slurm_stop_message(rule: str, wildcards: Mapping, job_id: str, reason: str, time_limit: str) -> str:
+    """What a job's log says when SLURM stops it (SIGTERM): its rule, and for the time limit, the resource
+    to raise. `reason` and `time_limit` are squeue's %r and %l of the job (TimeLimit and 1:00 when its
+    time ran out, None after a scancel)."""
+    job = f"rule {rule} {dict(wildcards)}: SLURM job {job_id}"
+    rerun = "rerun the same command: finished jobs are kept, a training resumes after its last finished epoch"
+    if reason == "TimeLimit":
+        return (
+            f"{job} reached its time limit ({time_limit}): raise the rule's `runtime` (minutes) in the "
+            f"set-resources of your profile ({rule}: {{runtime: ...}}; a --set-resources {rule}:runtime=... "
+            f"on the command line replaces the profile's whole set-resources), then {rerun}"
+        )
+    return f"{job} was stopped (scancel, preemption or its node going down; squeue reason: {reason}): {rerun}"
+
+
+def _squeue_reason_and_limit(job_id: str) -> tuple[str, str]:
+    """squeue's reason (%r) and time limit (%l) of a job, or ("unknown", "unknown") where squeue fails."""
+    try:
+        found = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%r %l"], capture_output=True, text=True, timeout=10
+        )
+        reason, time_limit = found.stdout.split()
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return "unknown", "unknown"
+    return reason, time_limit
+
+
+def log_slurm_stop(rule: str, wildcards: Mapping) -> None:
+    """In a SLURM job, turn the SIGTERM that SLURM sends at the time limit (or on scancel) into a line of
+    the rule's log that says why (slurm_stop_message), then exit as SIGTERM would (143). SLURM sends
+    SIGKILL after its KillWait (30 s by default), so the handler asks squeue once and leaves."""
+    job_id = os.environ["SLURM_JOB_ID"]
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # srun forwards a second SIGTERM: one line is enough
+        message = slurm_stop_message(rule, wildcards, job_id, *_squeue_reason_and_limit(job_id))
+        logging.getLogger(__name__).error(message)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run_stage(smk, stage: Callable, **paths) -> None:
     """Run `stage` in a Snakemake `script:` job, logging to the rule's log file: `paths` (the job's files
     and wildcards) and the rule's params, each the stage's keyword argument of the same name."""
@@ -113,6 +157,8 @@ def run_stage(smk, stage: Callable, **paths) -> None:
         sys.modules["torch"].set_num_threads(max(int(smk.threads), 1))
     logger = logging.getLogger(stage.__module__)
     logger.info("rule %s, %d thread(s), wildcards %s", smk.rule, smk.threads, dict(smk.wildcards))
+    if "SLURM_JOB_ID" in os.environ:
+        log_slurm_stop(smk.rule, smk.wildcards)
     processes = int(smk.resources.get("gpu", 0) or 0)
     if processes > 1 and getattr(stage, "data_parallel", False) and "LOCAL_RANK" not in os.environ:
         from pipeline.train.distributed import relaunch

@@ -99,3 +99,33 @@ def test_the_report_hint_names_the_last_runs_config(tmp_path: Path, monkeypatch)
     hint = plan.report_hint({})
     assert "(no --config)" in hint
     assert hint.endswith("snakemake --report results/report.html --config preset=quick mirror=../shared/data")
+
+
+@pytest.mark.parametrize(
+    ("gres", "gpus"),
+    [("(null)", 0), ("gpu:2", 2), ("gpu:a100:4(S:0-1)", 4), ("gpu:a100:2,gpu:v100:8", 8), ("shard:4", 0)],
+)
+def test_the_gpus_of_a_node_are_read_from_sinfos_gres_column(gres: str, gpus: int):
+    assert plan.node_gpus(gres) == gpus
+
+
+def slurm_job(rule: str, gpus: int, partition: str | None = "debug") -> SimpleNamespace:
+    resources = {"gpu": gpus} if partition is None else {"gpu": gpus, "slurm_partition": partition}
+    return SimpleNamespace(rule=SimpleNamespace(name=rule), resources=resources)
+
+
+def test_gpu_requests_beyond_the_partitions_nodes_are_named_with_the_fix(monkeypatch):
+    """sinfo's answer is stood in for; tests/test_slurm.py runs the check against a real cluster."""
+    declared = {"debug": 0, "gpu": 2}
+    monkeypatch.setattr(plan, "partition_gpus", lambda p: (p or "debug", declared[p or "debug"]))
+    jobs = [slurm_job("build_dsprites", 0), slurm_job("train_model", 1), slurm_job("evaluate_model", 1, None)]
+    message = plan.gpu_shortfall(jobs, "auto")
+    assert "partition debug declares (0, sinfo's GRES): evaluate_model 1, train_model 1 per job" in message
+    assert "run with --config device=cpu (device is auto" in message
+    assert plan.gpu_shortfall([slurm_job("train_model", 1, "gpu")], "auto") is None
+    four = plan.gpu_shortfall([slurm_job("train_model", 4, "gpu")], "cuda")
+    assert "partition gpu declares (2, sinfo's GRES): train_model 4 per job" in four
+    assert "Set the gpu of those rules in your copy of the profile (set-resources) to at most 2" in four
+    # device=cpu asks no GPU of a rule: one that still asks comes from the profile, and is named so
+    assert "device=cpu" not in plan.gpu_shortfall([slurm_job("train_model", 4)], "cpu")
+    assert plan.gpu_shortfall([slurm_job("train_model", 0)], "cpu") is None

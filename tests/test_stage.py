@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from pipeline import stage as stage_module
 from pipeline.config import FromConfig
 from pipeline.data import h5io
 from pipeline.stage import run_stage, stage_main
@@ -187,6 +190,53 @@ def test_a_failure_prints_the_error_line_once_and_logs_the_traceback(tmp_path, c
     assert "Traceback (most recent call last)" in text
     assert "ERROR: failing failed: ValueError" in text and "ValueError: results/data/x.h5 is damaged" in text
     assert "reading results/data/x.h5" in text
+
+
+def stopped_by_slurm(*, path: str) -> None:
+    """A stage that SLURM stops: the SIGTERM it sends at a job's time limit or on scancel."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.fixture
+def restore_sigterm():
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (
+            "TimeLimit",
+            "SLURM job 77 reached its time limit (1:00): raise the rule's `runtime` (minutes) in the "
+            "set-resources of your profile (train_model: {runtime: ...}; a --set-resources "
+            "train_model:runtime=",
+        ),
+        (
+            "None",
+            "SLURM job 77 was stopped (scancel, preemption or its node going down; squeue reason: None): "
+            "rerun the same command",
+        ),
+    ],
+)
+def test_a_job_that_slurm_stops_logs_its_rule_and_why_and_exits_as_sigterm(
+    tmp_path, monkeypatch, restore_logging, restore_sigterm, reason, expected
+):
+    """squeue's answer is stood in for here; tests/test_slurm.py has SLURM stop real jobs."""
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setattr(stage_module, "_squeue_reason_and_limit", lambda job_id: (reason, "1:00"))
+    log = tmp_path / "train_model.log"
+    wildcards = {"dataset": "dsprites", "method": "full", "training_seed": "0"}
+    smk = SimpleNamespace(
+        log=[str(log)], threads=1, rule="train_model", wildcards=wildcards, params={}, resources={}
+    )
+    with pytest.raises(SystemExit) as exit:
+        run_stage(smk, stopped_by_slurm, path="x")
+    assert exit.value.code == 128 + signal.SIGTERM
+    text = log.read_text()
+    assert f"rule train_model {wildcards}: {expected}" in text, text
+    assert text.count("SLURM job 77") == 1
 
 
 def test_a_rule_that_does_not_pass_a_config_argument_is_named(tmp_path, restore_logging):

@@ -31,6 +31,8 @@ TABLE1_DATASETS = [d for d in CONFIG["table_datasets"]["table1"] if d != "mug"]
 # S3VAE's L_DFP on MUG trains on results/labels/mug/landmarks.h5 (config dfp_labels): a DAG with a MUG
 # model needs the rule that writes it
 LANDMARKS = "rule label_landmarks:" in (REPO / "workflow" / "rules" / "labels.smk").read_text()
+# The rules whose jobs compute with torch on the GPU when config device lets them (requested_gpus)
+GPU_RULES = ("train_model:", "train_judge:", "evaluate_model:", "diagnose_model:")
 needs_landmarks = pytest.mark.skipif(
     not LANDMARKS,
     reason="no rule label_landmarks yet: a MUG model's DAG needs results/labels/mug/landmarks.h5",
@@ -189,6 +191,22 @@ def test_slurm_profile_dry_run(clean_copy: Path):
     # The profile as committed keeps its placeholders: the dry run warns and names the keys to fill.
     assert "WARNING: the profile leaves default-resources slurm_partition=YOUR_PARTITION" in result.stdout
     assert "fill in slurm_account, slurm_partition" in result.stdout
+    # device auto (config.yaml) asks one GPU for each job that computes with torch: the compute node decides
+    gpu_jobs = [job for job in result.stdout.split("rule ")[1:] if job.startswith(GPU_RULES)]
+    assert len(gpu_jobs) > trainings and all("gpu=1" in job for job in gpu_jobs)
+    on_cpu = snakemake(
+        "-n",
+        "--profile",
+        "workflow/profiles/slurm",
+        "results/tables/dsprites.csv",
+        "--config",
+        "device=cpu",
+        cwd=clean_copy,
+    )
+    assert on_cpu.returncode == 0, on_cpu.stdout[-3000:]
+    jobs = on_cpu.stdout.split("rule ")[1:]
+    assert {job.split(":")[0] for job in jobs} >= {"train_model", "train_judge", "evaluate_model"}
+    assert not any("gpu=1" in job for job in jobs)
 
 
 @pytest.mark.slow

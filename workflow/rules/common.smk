@@ -1,5 +1,7 @@
 # Constants and named input functions shared by the rule files. Snakemake parses these without torch, so
 # what they need of the model families comes from the torch-free registry (pipeline/train/families.py).
+# requested_gpus: the `gpu` resource of every rule whose stage can compute on the GPU, from config device
+from pipeline.config import requested_gpus
 from pipeline.train.families import audio_variant, family, seeds_of, variant_family
 
 FIGURE_KINDS = ["swap", "generation"]

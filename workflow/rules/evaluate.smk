@@ -15,7 +15,7 @@ rule evaluate_model:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         evaluate=config["evaluate"],
         bf16=config["train"]["bf16"],
@@ -49,7 +49,7 @@ rule diagnose_model:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         evaluate=config["evaluate"],
         bf16=config["train"]["bf16"],
@@ -109,7 +109,7 @@ rule make_dsvae_table1:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         methods=[method for method, _, _ in DSVAE_TABLE1_MODELS],
         seeds=[seed for _, seed, _ in DSVAE_TABLE1_MODELS],
@@ -148,7 +148,7 @@ rule evaluate_dynamics:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         methods=[method for method, _, _ in DYNAMICS_MODELS],
         seeds=[seed for _, seed, _ in DYNAMICS_MODELS],

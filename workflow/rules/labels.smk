@@ -14,7 +14,7 @@ rule label_flow:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=0 if config["flow"]["backend"] == "dis" else 1,
+        gpu=requested_gpus(config["device"], config["flow"]["backend"] != "dis"),
     params:
         backend=config["flow"]["backend"],
         grid=config["flow"]["grid"],
@@ -62,7 +62,9 @@ rule label_landmarks:
     threads: 1
     resources:
         mem_mb=4000,
-        gpu=1 if config["landmarks"]["backend"] == "face_alignment" else 0,
+        gpu=requested_gpus(
+            config["device"], config["landmarks"]["backend"] == "face_alignment"
+        ),
     params:
         backend=config["landmarks"]["backend"],
         fan_weights=config["landmarks"]["fan_weights"],

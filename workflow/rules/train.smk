@@ -21,7 +21,7 @@ rule train_judge:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         judge=config["judge"],
         seed=config["seed"],
@@ -45,7 +45,7 @@ rule train_model:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         variant=variant_of_row,
         architecture=config["model"],
@@ -75,7 +75,7 @@ rule train_audio_model:
     threads: config["threads"]
     resources:
         mem_mb=4000,
-        gpu=1,
+        gpu=requested_gpus(config["device"]),
     params:
         variant=audio_variant_of_row,
         architecture=config["audio"]["model"],
