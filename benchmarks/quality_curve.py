@@ -60,7 +60,7 @@ def required_files(results: Path, dataset: str) -> dict[str, Path]:
 
 def diagnose(config: dict, method: str, seed: int, model, files: dict[str, Path], run_dir: Path) -> None:
     """The workflow's diagnostics (diagnose_model: ceiling, swap, probes, loss terms) of the trained model,
-    written beside its run as {method}_seed{seed}_diagnostics.csv and _probes.png."""
+    written beside its run as {method}_seed{seed}_diagnostics.csv and _probes.png, and printed."""
     path = run_dir / f"{method}_seed{seed}" / "model.pt"
     save_model(path, variant_family(config["variants"][method]), model)
     diagnose_model(
@@ -76,6 +76,11 @@ def diagnose(config: dict, method: str, seed: int, model, files: dict[str, Path]
         seed=config["seed"],
         device=config["device"],
     )
+    terms = pd.read_csv(run_dir.parent / f"{method}_seed{seed}_diagnostics.csv").fillna({"latent": ""})
+    table = terms[terms["diagnostic"] != "loss"].pivot_table(
+        index=["diagnostic", "latent"], columns="factor", values="value", sort=False
+    )
+    print(f"{method} seed {seed}, diagnostics of the last epoch:\n{table.round(2).to_string()}", flush=True)
 
 
 def curve_of(config: dict, method: str, seed: int, files: dict[str, Path], epochs: list[int], run_dir: Path):

@@ -11,7 +11,7 @@ from conftest import REPO, copy_workflow, snakemake
 
 
 @pytest.mark.slow
-def test_a_curve_scores_each_epoch_and_diagnoses_the_last_model(tmp_path: Path, monkeypatch):
+def test_a_curve_scores_each_epoch_and_diagnoses_the_last_model(tmp_path: Path, monkeypatch, capsys):
     work = copy_workflow(tmp_path / "workflow")
     inputs = ("results/judges/dsprites/judge.pt", "results/labels/dsprites/flow.h5")
     built = snakemake("--cores", "1", *inputs, "--config", "preset=smoke", cwd=work, timeout=600)
@@ -27,6 +27,8 @@ def test_a_curve_scores_each_epoch_and_diagnoses_the_last_model(tmp_path: Path, 
         ]
     )
 
+    printed = capsys.readouterr().out
+    assert "full seed 0, 2 epochs" in printed and "full seed 0, diagnostics of the last epoch" in printed
     curve = pd.read_csv(output / "quality_curve.csv")
     assert sorted(curve["epochs"].unique()) == [1, 2]
     assert set(curve["metric"]) == set(quality_curve.CURVE_METRICS)
