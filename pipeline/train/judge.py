@@ -24,11 +24,19 @@ logger = logging.getLogger(__name__)
 
 
 def judge_loss_fn(dataset_heads: list[JudgeHead]):
-    """Training loss of a judge: the sum of its heads' cross-entropies (pipeline/evaluate/heads.py)."""
+    """Training loss of a judge: the sum of its heads' cross-entropies on the clip
+    (pipeline/evaluate/heads.py), plus the same on every frame read alone (models/judge.py: the per-frame
+    read learns what a sprite or a digit is from T views of it per clip)."""
 
     def judge_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
-        logits = net(x)
+        logits, frame_logits = net(x, per_frame=True)
+        frames = x.shape[1]
+        per_frame_targets = {name: t.repeat_interleave(frames) for name, t in targets.items() if t.dim() == 1}
         terms = {f"ce_{h.name}": heads.head_loss(h, logits[h.name], targets) for h in dataset_heads}
+        for h in dataset_heads:
+            terms[f"ce_frame_{h.name}"] = heads.head_loss(
+                h, frame_logits[h.name].flatten(0, 1), per_frame_targets
+            )
         terms["loss"] = sum(terms.values())
         return terms
 
