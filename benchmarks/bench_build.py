@@ -48,7 +48,7 @@ def _render_dsprites(n: int, seed: int) -> object:
 
 def _build_dsprites(output: Path, n: int, seed: int) -> object:
     test = max(n // 4, 1)
-    sizes = {"train_sequences": n - test, "test_sequences": test, "seed": seed}
+    sizes = {"train_sequences": n - test, "test_sequences": test, "judge_train_sequences": 0, "seed": seed}
     return dsprites.build_dsprites(**{**config_arguments(dsprites.build_dsprites, WORKFLOW_CONFIG), **sizes})
 
 

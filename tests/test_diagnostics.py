@@ -61,7 +61,15 @@ def test_a_group_head_is_probed_as_one_class_per_multiset():
 def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("diagnostics")
     dataset = root / "dsprites.h5"
-    build_dsprites(output=dataset, train_sequences=24, test_sequences=12, frames=T, image_size=SIZE, seed=0)
+    build_dsprites(
+        output=dataset,
+        train_sequences=24,
+        test_sequences=12,
+        judge_train_sequences=0,
+        frames=T,
+        image_size=SIZE,
+        seed=0,
+    )
     torch.manual_seed(0)
     model = S3VAE(S3VAEConfig(image_size=SIZE, conv_channels=(4, 8), frame_dim=8, hidden_dim=8, static_dim=3))
     model_path = root / "model" / "model.pt"

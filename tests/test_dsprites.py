@@ -15,21 +15,28 @@ from pipeline.data.dsprites import (
     FACTORS,
     MARGIN,
     PROTOCOL,
+    ROTATIONS,
     SHAPES,
     bounding_radius,
     build_dsprites,
     render_clips,
     sample_clips,
 )
-from pipeline.data.h5io import read_protocol, read_split
+from pipeline.data.h5io import list_splits, read_protocol, read_split
 
 N_TRAIN, N_TEST, T, SIZE = 60, 30, 8, 64
 
 
-def _build(folder: Path, seed: int) -> Path:
-    path = folder / f"dsprites-{seed}.h5"
+def _build(folder: Path, seed: int, judge_train: int = 0) -> Path:
+    path = folder / f"dsprites-{seed}-{judge_train}.h5"
     build_dsprites(
-        output=path, train_sequences=N_TRAIN, test_sequences=N_TEST, frames=T, image_size=SIZE, seed=seed
+        output=path,
+        train_sequences=N_TRAIN,
+        test_sequences=N_TEST,
+        judge_train_sequences=judge_train,
+        frames=T,
+        image_size=SIZE,
+        seed=seed,
     )
     return path
 
@@ -135,6 +142,41 @@ def test_same_seed_same_bytes_other_seed_other_clips(dataset: Path, tmp_path: Pa
         assert not np.array_equal(clips.trajectories["position"], other[split].trajectories["position"])
     train, test = _splits(dataset).values()
     assert not np.array_equal(train.trajectories["angle"][:N_TEST], test.trajectories["angle"])
+
+
+def test_the_judges_clips_leave_train_and_test_as_they_were(dataset: Path, tmp_path: Path):
+    with_judge = _build(tmp_path, seed=0, judge_train=40)
+    assert list_splits(dataset) == ["test", "train"]
+    assert sorted(list_splits(with_judge)) == ["judge_train", "test", "train"]
+    for split, clips in _splits(dataset).items():
+        np.testing.assert_array_equal(clips.frames, read_split(with_judge, split).frames)
+    judge = read_split(with_judge, "judge_train")
+    assert len(judge) == 40
+    assert not np.array_equal(judge.frames[:N_TEST], read_split(with_judge, "test").frames)
+
+
+def _second_moment_orientation(frames: np.ndarray) -> np.ndarray:
+    """(N, T) orientation in radians (mod pi, counter-clockwise on screen) of each frame's lit mask, from
+    its second central moments: a hand-made reading that no training can fool."""
+    mass = frames.astype(np.float64).max(axis=-1)  # (N, T, S, S)
+    ys, xs = np.mgrid[: mass.shape[-2], : mass.shape[-1]]
+    total = mass.sum(axis=(2, 3))
+    cx, cy = ((mass * g).sum(axis=(2, 3)) / total for g in (xs, ys))
+    dx, dy = xs - cx[..., None, None], ys - cy[..., None, None]
+    mxx, myy, mxy = ((mass * m).sum(axis=(2, 3)) / total for m in (dx * dx, dy * dy, dx * dy))
+    return 0.5 * np.arctan2(-2 * mxy, mxx - myy)
+
+
+def test_an_ellipses_rotation_label_is_read_from_its_pixels_alone():
+    clips = sample_clips(np.random.default_rng(3), 300, frames=T, image_size=SIZE)
+    clips["shape"][:] = SHAPES.index("ellipse")
+    frames = render_clips(**{k: clips[k] for k in ("shape", "color", "scale", "position", "angle")})
+    theta = _second_moment_orientation(frames)
+    turned = (np.angle(np.exp(2j * np.diff(theta, axis=1))) / 2).sum(axis=1)  # mod-pi steps, summed
+    read = np.where(np.abs(turned) < 0.3, ROTATIONS.index("none"), np.where(turned < 0, 0, 1))
+    assert (read == clips["rotation"]).mean() > 0.99
+    error = np.angle(np.exp(2j * (theta - clips["angle"]))) / 2
+    assert np.degrees(np.abs(error)).max() < 3
 
 
 def test_sprite_never_touches_the_border(dataset: Path):

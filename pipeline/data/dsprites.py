@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from pipeline.config import FromConfig
 from pipeline.data.factors import Factor
-from pipeline.data.h5io import GENERATION_DIRECTIONS, Protocol, write_dataset
+from pipeline.data.h5io import GENERATION_DIRECTIONS, JUDGE_SPLIT, Protocol, write_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -227,23 +227,32 @@ def build_dsprites(
     output: Path | str,
     train_sequences: int = FromConfig("dsprites.train_sequences"),
     test_sequences: int = FromConfig("dsprites.test_sequences"),
+    judge_train_sequences: int = FromConfig("dsprites.judge_train_sequences"),
     frames: int = FromConfig("dsprites.frames"),
     image_size: int = FromConfig("dsprites.image_size"),
     seed: int = FromConfig("seed"),
     compression_level: int = 4,
 ) -> None:
-    """Generate moving dSprites (train and test from independent streams of `seed`) and write `output`."""
+    """Generate moving dSprites (train, test and, when `judge_train_sequences` > 0, the judge's own clips
+    `judge_train`, from independent streams of `seed`) and write `output`."""
     _check_sizes(
         frames=frames, image_size=image_size, train_sequences=train_sequences, test_sequences=test_sequences
     )
+    if judge_train_sequences < 0:
+        raise ValueError(
+            f"judge_train_sequences={judge_train_sequences}: set dsprites.judge_train_sequences >= 0"
+        )
     start = time.perf_counter()
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
+    # spawn(3)'s first two streams are spawn(2)'s: the judge's clips leave train and test as they were
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    sizes = {"train": train_sequences, "test": test_sequences, JUDGE_SPLIT: judge_train_sequences}
     splits = {
         split: generate_split(rng, n, frames=frames, image_size=image_size, desc=f"dsprites {split}")
-        for split, rng, n in zip(("train", "test"), streams, (train_sequences, test_sequences), strict=True)
+        for (split, n), rng in zip(sizes.items(), streams, strict=True)
+        if n > 0
     }
     elapsed = time.perf_counter() - start
-    total = train_sequences + test_sequences
+    total = sum(sizes.values())
     logger.info("generated %d sequences in %.1f s (%.0f sequences/s)", total, elapsed, total / elapsed)
     write_dataset(
         output,

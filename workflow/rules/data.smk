@@ -81,6 +81,7 @@ rule build_dsprites:
     params:
         train_sequences=config["dsprites"]["train_sequences"],
         test_sequences=config["dsprites"]["test_sequences"],
+        judge_train_sequences=config["dsprites"]["judge_train_sequences"],
         frames=config["dsprites"]["frames"],
         image_size=config["dsprites"]["image_size"],
         seed=config["seed"],
