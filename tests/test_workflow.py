@@ -119,6 +119,27 @@ def test_default_config_dry_run_is_the_paper_dag(clean_copy: Path):
 
 
 @pytest.mark.slow
+def test_quick_table1_leaves_smmnist_out_and_one_override_puts_it_back(clean_copy: Path):
+    quick = snakemake("-n", "results/tables/table1.csv", "--config", "preset=quick", cwd=clean_copy)
+    assert quick.returncode == 0, quick.stdout[-3000:]
+    counts = job_counts(quick.stdout)
+    assert "build_smmnist" not in counts and counts["train_judge"] == 1
+    assert "results/models/smmnist" not in quick.stdout
+    back = snakemake(
+        "-n",
+        "results/tables/table1.csv",
+        "--config",
+        "preset=quick",
+        'leave_out={"smmnist": ""}',
+        cwd=clean_copy,
+    )
+    assert back.returncode == 0, back.stdout[-3000:]
+    counts_back = job_counts(back.stdout)
+    assert counts_back["build_smmnist"] == 1 and counts_back["train_judge"] == 2
+    assert counts_back["train_model"] == 2 * counts["train_model"]
+
+
+@pytest.mark.slow
 def test_default_target_is_every_table_and_figure_at_paper_scale(clean_copy: Path):
     result = snakemake("-n", cwd=clean_copy)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -35,13 +35,19 @@ def unset_licensed(datasets):
     }
 
 
+def left_out_by_config(datasets):
+    """{dataset: why} of the datasets among `datasets` that config leave_out names with a reason (an empty reason puts it back)."""
+    return {d: why for d, why in config["leave_out"].items() if d in datasets and why}
+
+
 def table_datasets(table):
-    """The datasets (columns) of results table `table`, config table_datasets: a licensed one without its
-    folder is left out of a table that has other datasets, and kept in a table of its own (whose build
-    then stops with the fix)."""
+    """The datasets (columns) of results table `table`, config table_datasets, less those config leave_out
+    names; a licensed one without its folder is left out of a table that has other datasets, and kept in a
+    table of its own (whose build then stops with the fix)."""
     datasets = config["table_datasets"][table]
-    unset = unset_licensed(datasets)
-    return [d for d in datasets if d not in unset] or datasets
+    wanted = [d for d in datasets if d not in left_out_by_config(datasets)]
+    unset = unset_licensed(wanted)
+    return [d for d in wanted if d not in unset] or wanted
 
 
 def table_methods(table):
@@ -51,9 +57,10 @@ def table_methods(table):
 
 def left_out_of_table(wildcards):
     """{dataset: why} of the datasets of the table that table_datasets leaves out (make_table notes them)."""
+    datasets = config["table_datasets"][wildcards.table]
     kept = table_datasets(wildcards.table)
-    unset = unset_licensed(config["table_datasets"][wildcards.table])
-    return {d: why for d, why in unset.items() if d not in kept}
+    why = left_out_by_config(datasets) | unset_licensed(datasets)
+    return {d: reason for d, reason in why.items() if d not in kept}
 
 
 def trained_models(dataset, methods):
