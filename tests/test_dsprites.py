@@ -16,6 +16,7 @@ from pipeline.data.dsprites import (
     MARGIN,
     PROTOCOL,
     ROTATIONS,
+    SCALES,
     SHAPES,
     bounding_radius,
     build_dsprites,
@@ -155,28 +156,37 @@ def test_the_judges_clips_leave_train_and_test_as_they_were(dataset: Path, tmp_p
     assert not np.array_equal(judge.frames[:N_TEST], read_split(with_judge, "test").frames)
 
 
-def _second_moment_orientation(frames: np.ndarray) -> np.ndarray:
-    """(N, T) orientation in radians (mod pi, counter-clockwise on screen) of each frame's lit mask, from
-    its second central moments: a hand-made reading that no training can fool."""
+# A shape's angular moment of order k turns k times as fast as the shape and is blind to turns by 2 pi / k:
+# the square's 4-fold symmetry, the ellipse's 2-fold; the heart has none, and its order-3 moment is strong.
+SYMMETRY_ORDER = {"square": 4, "ellipse": 2, "heart": 3}
+
+
+def _moment_orientation(frames: np.ndarray, order: int) -> np.ndarray:
+    """(N, T) orientation in radians (mod 2 pi / order, counter-clockwise on screen) of each frame's lit
+    mask, from its central angular moment of that order: a hand-made reading that no training can fool."""
     mass = frames.astype(np.float64).max(axis=-1)  # (N, T, S, S)
     ys, xs = np.mgrid[: mass.shape[-2], : mass.shape[-1]]
     total = mass.sum(axis=(2, 3))
     cx, cy = ((mass * g).sum(axis=(2, 3)) / total for g in (xs, ys))
-    dx, dy = xs - cx[..., None, None], ys - cy[..., None, None]
-    mxx, myy, mxy = ((mass * m).sum(axis=(2, 3)) / total for m in (dx * dx, dy * dy, dx * dy))
-    return 0.5 * np.arctan2(-2 * mxy, mxx - myy)
+    towards = (xs - cx[..., None, None]) - 1j * (ys - cy[..., None, None])  # screen y points down
+    return np.angle((mass * towards**order).sum(axis=(2, 3))) / order
 
 
-def test_an_ellipses_rotation_label_is_read_from_its_pixels_alone():
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_sprites_rotation_label_is_read_from_its_pixels_alone_at_every_scale(shape: str):
     clips = sample_clips(np.random.default_rng(3), 300, frames=T, image_size=SIZE)
-    clips["shape"][:] = SHAPES.index("ellipse")
+    clips["shape"][:] = SHAPES.index(shape)
     frames = render_clips(**{k: clips[k] for k in ("shape", "color", "scale", "position", "angle")})
-    theta = _second_moment_orientation(frames)
-    turned = (np.angle(np.exp(2j * np.diff(theta, axis=1))) / 2).sum(axis=1)  # mod-pi steps, summed
+    order = SYMMETRY_ORDER[shape]
+    theta = _moment_orientation(frames, order)
+    turned = (np.angle(np.exp(1j * order * np.diff(theta, axis=1))) / order).sum(axis=1)  # summed steps
     read = np.where(np.abs(turned) < 0.3, ROTATIONS.index("none"), np.where(turned < 0, 0, 1))
-    assert (read == clips["rotation"]).mean() > 0.99
-    error = np.angle(np.exp(2j * (theta - clips["angle"]))) / 2
-    assert np.degrees(np.abs(error)).max() < 3
+    for scale in range(len(SCALES)):  # small sprites too: the judge's hardest case (docs/judges.md)
+        at_scale = clips["scale"] == scale
+        assert at_scale.sum() > 50 and (read == clips["rotation"])[at_scale].mean() > 0.99
+    if shape == "ellipse":
+        error = np.angle(np.exp(2j * (theta - clips["angle"]))) / 2
+        assert np.degrees(np.abs(error)).max() < 3
 
 
 def test_sprite_never_touches_the_border(dataset: Path):
