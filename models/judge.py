@@ -26,6 +26,8 @@ class JudgeConfig:
     frame_dim: int = 256
     hidden_dim: int = 128
     heads: dict[str, int] = field(default_factory=dict)  # factor -> number of classes
+    # head -> the temperature dividing its clip logits, fit on training clips after training
+    temperature: dict[str, float] = field(default_factory=dict)
 
 
 class Judge(nn.Module):
@@ -59,7 +61,10 @@ class Judge(nn.Module):
         placed, pooled = self.read_frames(x)
         out, _ = self.lstm(torch.cat([placed, pooled], dim=-1))  # (B, T, 2H)
         summary = torch.cat([bidirectional_summary(out), pooled.mean(dim=1)], dim=-1)  # (B, 2H + 2C')
-        clip = {name: head(summary).float() for name, head in self.heads.items()}
+        clip = {
+            name: head(summary).float() / self.config.temperature.get(name, 1.0)
+            for name, head in self.heads.items()
+        }
         if not per_frame:
             return clip
         return clip, {name: head(pooled).float() for name, head in self.frame_heads.items()}

@@ -82,3 +82,23 @@ def test_a_single_factor_head_reads_the_argmax():
     probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
     assert heads.predict(action, probs)[:, 0].tolist() == [1, 0, 2]
     assert heads.correct(action, probs, {"action": np.array([1, 2, 2])}).tolist() == [True, False, True]
+
+
+def test_a_temperature_fit_on_clips_reads_two_digits_the_judge_is_unequally_sure_of():
+    (digits,) = judge_heads(SMMNIST)
+    probs = np.full((2, 10), 0.03 / 9)
+    probs[0] = 0.01
+    probs[0, 0], probs[0, 1] = 0.8, 0.12  # shows 0 and 1; 6.7 times surer of the 0: the KL rule reads 0 twice
+    probs[1, 2] = 0.97  # shows 2 twice, 291 times likelier than any other: read twice up to T = 4.09
+    labels = {"digit_a": np.array([0, 2]), "digit_b": np.array([1, 2])}
+    assert heads.correct(digits, probs, labels).tolist() == [False, True]
+    logits = torch.log(torch.tensor(probs))
+    temperature = heads.fit_temperature(digits, logits, labels)
+    assert temperature == 1.5, "the grid's temperature nearest 1 above log 6.7 / log 4 = 1.37"
+    calibrated = torch.softmax(logits / temperature, dim=-1).numpy()
+    assert heads.correct(digits, calibrated, labels).all()
+
+
+def test_a_single_factor_keeps_temperature_one():
+    action, _ = judge_heads(SPRITES)
+    assert heads.fit_temperature(action, torch.randn(4, 3), {"action": np.zeros(4, dtype=int)}) == 1.0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from models import Judge, JudgeConfig
+from pipeline.data.clips import ClipSet
 from pipeline.data.factors import Factor, judge_heads
-from pipeline.train.judge import judge_loss_fn
+from pipeline.evaluate.heads import TEMPERATURES
+from pipeline.train.checkpoint import load_model, save_model
+from pipeline.train.judge import calibrate, judge_loss_fn
 
 SIZE, T = 64, 4
 
@@ -49,3 +54,36 @@ def test_training_scores_the_clip_and_every_frame_alone():
         frame_logits["shape"].flatten(0, 1), torch.tensor([0] * T + [2] * T)
     )
     torch.testing.assert_close(terms["ce_frame_shape"], expected)
+
+
+@torch.no_grad()
+def test_a_heads_temperature_divides_its_clip_logits_only():
+    judge = _judge()
+    x = torch.rand(2, T, 3, SIZE, SIZE)
+    logits, frame_logits = judge(x, per_frame=True)
+    judge.config = dataclasses.replace(judge.config, temperature={"shape": 2.0})
+    cooled, frame_logits_after = judge(x, per_frame=True)
+    torch.testing.assert_close(cooled["shape"], logits["shape"] / 2)
+    torch.testing.assert_close(frame_logits_after["shape"], frame_logits["shape"])
+
+
+def test_calibration_fits_the_digit_pair_head_and_the_judge_file_keeps_it(tmp_path):
+    factors = tuple(Factor(f"digit_{m}", "static", tuple("0123456789"), group="digits") for m in "ab")
+    torch.manual_seed(0)
+    config = JudgeConfig(1, 32, conv_channels=(4, 8, 8), frame_dim=8, hidden_dim=6, heads={"digits": 10})
+    judge = Judge(config)
+    labels = torch.randint(0, 10, (2, 12))
+    data = ClipSet(
+        torch.randint(0, 256, (12, T, 32, 32, 1), dtype=torch.uint8),
+        {"digit_a": labels[0], "digit_b": labels[1]},
+        factors,
+    )
+    calibrate(judge, data, batch_size=5, device="cpu", bf16=False)
+    assert set(judge.config.temperature) == {"digits"}
+    assert judge.config.temperature["digits"] in TEMPERATURES
+    save_model(tmp_path / "judge.pt", "judge", judge)
+    loaded = load_model(tmp_path / "judge.pt")
+    assert loaded.config.temperature == judge.config.temperature
+    x = torch.rand(2, T, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["digits"], judge.eval()(x)["digits"])

@@ -3,6 +3,8 @@ test accuracy (the bar a table checks before it prints a dataset's column)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 
 import pandas as pd
@@ -58,6 +60,27 @@ def judge_accuracy(
     return {name: n / len(data) for name, n in correct.items()}
 
 
+@torch.no_grad()
+def calibrate(
+    judge: nn.Module, data: ClipSet, *, batch_size: int, device: str, bf16: bool, clips: int = 2000
+) -> None:
+    """Fit each group head's temperature on the first `clips` training clips (pipeline/evaluate/heads.py:
+    fit_temperature) and keep it in the judge's config, which its file saves."""
+    judge.eval()
+    subset = ClipSet(data.frames[:clips], {k: t[:clips] for k, t in data.targets.items()}, data.factors)
+    logits: dict[str, list[Tensor]] = {name: [] for name in judge.config.heads}
+    for x, _ in subset.batches(batch_size, shuffle=False, device="cpu"):
+        with autocast(device, bf16):
+            for name, out in judge(x.to(device)).items():
+                logits[name].append(out.float().cpu())
+    labels = {name: t.numpy() for name, t in subset.targets.items()}
+    temperature = {
+        h.name: heads.fit_temperature(h, torch.cat(logits[h.name]), labels) for h in judge_heads(data.factors)
+    }
+    judge.config = dataclasses.replace(judge.config, temperature=temperature)
+    logger.info("judge head temperatures: %s", temperature)
+
+
 @distributed.data_parallel
 def train_judge(
     *,
@@ -77,7 +100,10 @@ def train_judge(
     net = family("judge").build(ModelInputs(judge, {}, train_set, attrs))
     settings = train_settings(judge, seed=seed, device=device)
     loss = judge_loss_fn(judge_heads(train_set.factors))
-    fit_and_save(net, "judge", loss, train_set, test_set, settings, output, {"dataset": dataset})
+    calibrated = functools.partial(
+        calibrate, data=train_set, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16
+    )
+    fit_and_save(net, "judge", loss, train_set, test_set, settings, output, {"dataset": dataset}, calibrated)
     if not distributed.world().main:
         return
     net.eval()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -60,11 +60,12 @@ def fit_and_save(
     settings: TrainSettings,
     output: str,
     inputs: Mapping[str, str | None],
+    before_save: Callable[[nn.Module], None] | None = None,
 ) -> None:
     """Train in the run directory beside `output` (checkpoint, metrics, TensorBoard), then save the model.
     `inputs` names the files the clips came from by role: a checkpoint made from other files is never
     resumed. An adversarial family (`loss_fn` None) is trained by `fit_gan`. With several ranks, rank 0
-    saves."""
+    saves, after `before_save` (the judge's calibration) has seen the trained model."""
     run = {
         "inputs": inputs,
         "model": model,
@@ -79,6 +80,8 @@ def fit_and_save(
     else:
         fit(loss_fn=loss_fn, **run)
     if distributed.world().main:
+        if before_save is not None:
+            before_save(model)
         save_model(output, family_name, model)
 
 
