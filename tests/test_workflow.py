@@ -389,6 +389,8 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     judge = pd.read_csv(work / "results" / "judges" / "dsprites" / "accuracy.csv")
     assert set(judge["head"]) == {"motion", "rotation", "shape", "color", "scale"}
     assert judge["accuracy"].between(0, 1).all()
+    saved = torch.load(work / "results" / "judges" / "dsprites" / "judge.pt", weights_only=False)
+    assert saved["config"]["temperature"] == dict.fromkeys(judge["head"], 1.0), "single factors: T = 1"
 
     rerun = snakemake("-n", target, *figures, "--forcerun", "train_model", *config, cwd=work)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
