@@ -12,7 +12,7 @@ twice when it is more than 4 times as likely as the runner-up (its KL is -log p1
 
 Trained on (1/2, 1/2), a judge ends up surer of one digit than of the other, and the rule then reads two
 different digits as one shown twice (41 of the 62 clips SMMNIST's quick judge missed). A temperature on the
-head's logits, fit on training clips after training (`fit_temperature`), puts the threshold where the
+head's logits, fit on held-out clips after training (`fit_temperature`), puts the threshold where the
 judge's own outputs need it (docs/judges.md).
 """
 
