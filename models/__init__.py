@@ -6,7 +6,7 @@ a dataset and how they are trained is the workflow's business (the family regist
 
 from models.dsvae import DSVAE, DSVAEConfig
 from models.fhvae import FHVAE, FHVAEConfig
-from models.judge import Judge, JudgeConfig
+from models.judge import Judge, JudgeConfig, LocatingJudge, LocatingJudgeConfig
 from models.mocogan import MoCoGAN, MoCoGANConfig
 from models.s3vae import S3VAE, S3VAEConfig
 from models.unordered import Unordered, UnorderedConfig
@@ -18,6 +18,8 @@ __all__ = [
     "FHVAEConfig",
     "Judge",
     "JudgeConfig",
+    "LocatingJudge",
+    "LocatingJudgeConfig",
     "MoCoGAN",
     "MoCoGANConfig",
     "S3VAE",

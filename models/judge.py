@@ -6,6 +6,12 @@ pooled over the image (what is there and how it turns, wherever it is: a digit, 
 bidirectional LSTM over time; one linear head per labelled factor, reading the LSTM's summary and the
 pooled features averaged over the clip. Without the pooled read and the frame changes the judge never
 learnt moving dSprites' shape and rotation (chance after 30 epochs; docs/judges.md).
+
+`LocatingJudge` reads a group of objects drawn at known places (SMMNIST's two digits): a fully convolutional
+map gives every cell of a coarse grid a class, or background; trained on the cells where each object's centre
+lies (the workflow's locating loss), it learns a digit where the digit is, not from a label of
+the whole frame. On SMMNIST it reads 95-96% of the digit pairs after 8 epochs (4 minutes of one core with
+bf16), where `Judge` read 93.7% after 36 minutes and 78-87% after 5 (docs/judges.md).
 """
 
 from __future__ import annotations
@@ -68,3 +74,54 @@ class Judge(nn.Module):
         if not per_frame:
             return clip
         return clip, {name: head(pooled).float() for name, head in self.frame_heads.items()}
+
+
+@dataclass(frozen=True)
+class LocatingJudgeConfig:
+    in_channels: int = 1
+    image_size: int = 64
+    conv_channels: tuple[int, ...] = (32, 64, 128)  # strided: a cell is image_size / 2**len pixels
+    refine_layers: int = 1  # 3x3 convs at the cells' resolution: each widens what a cell sees by 2 cells
+    object_size: int = (
+        32  # side in pixels of each object, whose top-left corners the dataset's `position` holds
+    )
+    heads: dict[str, int] = field(default_factory=dict)  # one group head: name -> number of classes
+    temperature: dict[str, float] = field(default_factory=dict)  # as JudgeConfig's
+
+    @property
+    def cell(self) -> int:
+        return self.image_size // final_side(self.image_size, self.conv_channels)
+
+
+class LocatingJudge(nn.Module):
+    def __init__(self, config: LocatingJudgeConfig):
+        super().__init__()
+        c = config
+        if len(c.heads) != 1:
+            raise ValueError(f"a LocatingJudge reads one group of objects, not the heads {sorted(c.heads)}")
+        self.config = c
+        ((self.head, n_classes),) = c.heads.items()
+        width = c.conv_channels[-1]
+        refine = [
+            nn.Sequential(
+                nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2)
+            )
+            for _ in range(c.refine_layers)
+        ]
+        self.places = nn.Sequential(
+            conv_trunk(c.in_channels, c.conv_channels), *refine, nn.Conv2d(width, n_classes + 1, 1)
+        )
+
+    def forward(self, x: Tensor, *, places: bool = False):
+        """x: (B, T, C, H, W) in [0, 1] -> {head: logits (B, classes)}: the log of the share of the clip's
+        object mass (every cell's class probabilities, summed over cells and frames) each class holds. Two
+        digits give (1/2, 1/2) and one digit shown twice (1, 0), which the group head's pair rule reads.
+        With `places`, each frame's cell logits (B, T, classes + 1, G, G) instead, the last class 'no
+        object's centre here', which training scores."""
+        B, T = x.shape[:2]
+        logits = self.places(x.flatten(0, 1).contiguous(memory_format=torch.channels_last)).float()
+        if places:
+            return logits.view(B, T, *logits.shape[1:])
+        mass = torch.softmax(logits, dim=1)[:, :-1].sum(dim=(2, 3)).view(B, T, -1).sum(dim=1)  # (B, K)
+        share = mass / mass.sum(dim=1, keepdim=True)
+        return {self.head: share.clamp_min(1e-12).log() / self.config.temperature.get(self.head, 1.0)}

@@ -134,6 +134,9 @@ def _geometry_errors(config: Mapping) -> list[str]:
             errors.append(f"flow.grid {flow['grid']} does not divide the {dataset} frame side {side}")
     stacks = {"model.conv_channels": config["model"]["conv_channels"]}
     stacks["judge.conv_channels"] = config["judge"]["conv_channels"]
+    for dataset, own in config["judge"].get("datasets", {}).items():
+        if own.get("conv_channels"):
+            stacks[f"judge.datasets.{dataset}.conv_channels"] = own["conv_channels"]
     for name, variant in config["variants"].items():
         if variant.get("conv_channels"):
             stacks[f"variants.{name}.conv_channels"] = variant["conv_channels"]
@@ -295,6 +298,13 @@ def fast_bf16(device: str) -> bool:
 
 def resolve_bf16(setting: bool | str, device: str) -> bool:
     return fast_bf16(device) if setting == "auto" else bool(setting)
+
+
+def judge_settings(judge: Mapping, dataset: str) -> dict:
+    """A dataset's judge settings: its own (`judge.datasets`) over the `judge` section's. The tables' bars
+    (`min_accuracy`) are left out, so that changing one retrains no judge."""
+    shared = {key: value for key, value in judge.items() if key not in ("datasets", "min_accuracy")}
+    return {**shared, **judge.get("datasets", {}).get(dataset, {})}
 
 
 def requested_gpus(device: str, computes_on_gpu: bool = True) -> int:

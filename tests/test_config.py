@@ -100,6 +100,11 @@ def test_wrong_type_or_value_names_the_key(override: dict, where: str):
         ({"dsprites": {"image_size": 24}}, "dsprites/image_size: 24 is less than the minimum of 32"),
         ({"dfp_labels": {"sprite": "flow"}}, "dfp_labels: 'sprite' is not one of"),
         ({"judge": {"min_accuracy": {"timit": 0.9}}}, "judge/min_accuracy: 'timit' is not one of"),
+        ({"judge": {"datasets": {"smmnist": {"family": "s3vae"}}}}, "judge/datasets/smmnist/family: 's3vae'"),
+        (
+            {"judge": {"datasets": {"smmnist": {"conv_channels": [8] * 7}}}},
+            "judge.datasets.smmnist.conv_channels has 7 stride-2 layers",
+        ),
         ({"audio": {"silence_db": 6}}, "audio/silence_db: 6 is greater than the maximum of 0"),
         ({"flow": {"grid": 5}}, "flow.grid 5 does not divide the sprites frame side 64"),
         ({"flow": {"topk": 65}}, "flow.topk 65 is more than the flow.grid**2 = 64 cells"),
@@ -206,6 +211,15 @@ def test_dynamics_and_dsvae_table_methods_must_be_dsvae_variants():
         load(overrides={"dynamics_methods": ["baseline"]})
     with pytest.raises(ConfigError, match="dsvae_table1_methods \\['nope'\\] are not defined"):
         load(overrides={"dsvae_table1_methods": ["nope"]})
+
+
+def test_a_datasets_own_judge_settings_win_and_the_tables_bars_are_no_judges_setting():
+    judge = load()["judge"]
+    smmnist, sprites = cfg.judge_settings(judge, "smmnist"), cfg.judge_settings(judge, "sprites")
+    assert smmnist["family"] == "locating_judge" and sprites["family"] == "judge"
+    assert smmnist["epochs"] == judge["datasets"]["smmnist"]["epochs"] != sprites["epochs"] == judge["epochs"]
+    assert smmnist["bf16"] == sprites["bf16"] == judge["bf16"]  # what a dataset does not set is the section's
+    assert not {"datasets", "min_accuracy"} & (set(smmnist) | set(sprites))
 
 
 def test_merge_does_not_mutate_its_inputs():

@@ -1,17 +1,26 @@
-"""The judge (`models/judge.py`): what its pooled read ignores, and what its training loss scores."""
+"""The judges (`models/judge.py`): what their reads ignore, what their training losses score, and SMMNIST's
+locating judge trained by its stage."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+import pytest
 import torch
+from conftest import call_with_config
+from test_smmnist import write_fake_mnist
 
-from models import Judge, JudgeConfig
+from models import Judge, JudgeConfig, LocatingJudge, LocatingJudgeConfig
+from pipeline.config import load
 from pipeline.data.clips import ClipSet
 from pipeline.data.factors import Factor, judge_heads
+from pipeline.data.smmnist import build_smmnist
+from pipeline.evaluate import heads
 from pipeline.evaluate.heads import TEMPERATURES
 from pipeline.train.checkpoint import load_model, save_model
-from pipeline.train.judge import calibrate, judge_loss_fn
+from pipeline.train.families import ModelInputs, family
+from pipeline.train.judge import calibrate, judge_loss_fn, locating_loss_fn, place_targets, train_judge
 
 SIZE, T = 64, 4
 
@@ -87,3 +96,124 @@ def test_calibration_fits_the_digit_pair_head_and_the_judge_file_keeps_it(tmp_pa
     x = torch.rand(2, T, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)["digits"], judge.eval()(x)["digits"])
+
+
+# --- the locating judge (SMMNIST) ---------------------------------------------------------------------------
+DIGITS = tuple(Factor(f"digit_{m}", "static", tuple("0123456789"), group="digits") for m in "ab")
+
+
+def _locating_judge(size: int = 64) -> LocatingJudge:
+    torch.manual_seed(0)
+    config = LocatingJudgeConfig(1, size, conv_channels=(4, 8, 8), refine_layers=2, heads={"digits": 10})
+    return LocatingJudge(config).eval()
+
+
+def test_place_targets_share_each_objects_class_among_the_cells_around_its_centre():
+    # cells of 8 px: an object centred on cell (2, 3)'s centre, one on the corner of cells (5..6, 5..6)
+    centres = torch.tensor([[[20.0, 28.0], [48.0, 48.0]]])
+    target = place_targets(centres, torch.tensor([[4, 7]]), cell=8, grid=8, n_classes=10)
+    assert target.shape == (1, 11, 8, 8)
+    torch.testing.assert_close(target.sum(dim=1), torch.ones(1, 8, 8))
+    assert target[0, 4, 2, 3] == 1 and target[0, 10, 2, 3] == 0
+    torch.testing.assert_close(target[0, 7, 5:7, 5:7], torch.full((2, 2), 0.25))
+    torch.testing.assert_close(target[0, 10, 5:7, 5:7], torch.full((2, 2), 0.75))
+    assert target[0, :10].sum() == 2  # one object's worth of mass each, wherever it lies
+    rows, cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    mass = target[0, 7]
+    centre = torch.stack([(mass * rows).sum(), (mass * cols).sum()]) / mass.sum()
+    torch.testing.assert_close((centre + 0.5) * 8, centres[0, 1])  # the mass is centred where the object is
+
+
+class _FixedPlaces(torch.nn.Module):
+    """Cell logits (N, 11, 8, 8) of every frame: background everywhere but the given cells' classes."""
+
+    def __init__(self, cells: dict[tuple[int, int], int]):
+        super().__init__()
+        self.cells = cells
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(frames), 11, 8, 8)
+        logits[:, 10] = 20.0
+        for (r, c), k in self.cells.items():
+            logits[:, :, r, c] = 0.0
+            logits[:, k, r, c] = 20.0
+        return logits
+
+
+@torch.no_grad()
+def test_the_locating_judge_reads_the_share_of_the_clips_mass_each_digit_holds():
+    judge = _locating_judge()
+    (head,) = judge_heads(DIGITS)
+    x = torch.rand(1, T, 1, 64, 64)
+    judge.places = _FixedPlaces({(2, 2): 3, (5, 6): 7})
+    logits = judge(x)["digits"]
+    torch.testing.assert_close(logits.exp()[0, [3, 7]], torch.tensor([0.5, 0.5]), atol=1e-4, rtol=0)
+    assert heads.predict(head, heads.probabilities({"digits": logits})["digits"]).tolist() == [[3, 7]]
+    judge.places = _FixedPlaces({(2, 2): 3, (5, 6): 3})
+    assert heads.predict(head, heads.probabilities(judge(x))["digits"]).tolist() == [
+        [3, 3]
+    ]  # one digit twice
+    judge.places = _FixedPlaces({(2, 2): 3, (5, 6): 7})
+    judge.config = dataclasses.replace(judge.config, temperature={"digits": 2.0})
+    torch.testing.assert_close(judge(x)["digits"], logits / 2)
+
+
+@torch.no_grad()
+def test_the_locating_judges_clip_read_does_not_care_where_the_objects_are():
+    # A shift by the trunk's stride (8 px) moves the cells' map by one cell; away from the borders (a cell
+    # sees 54 px) the summed class mass stays the same.
+    judge = _locating_judge(size=160)
+    patch = torch.rand(1, 10, 12, generator=torch.Generator().manual_seed(1))
+    here, there = torch.zeros(2, 1, T, 1, 160, 160)
+    here[..., 64:74, 64:76] = patch
+    there[..., 72:82, 64:76] = patch
+    torch.testing.assert_close(judge(here)["digits"], judge(there)["digits"], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(judge(here, places=True), judge(there, places=True), atol=1e-4)
+
+
+def test_the_locating_loss_scores_one_frame_of_each_clip_against_the_digits_places():
+    judge = _locating_judge().train()
+    (head,) = judge_heads(DIGITS)
+    x = torch.rand(2, T, 1, 64, 64)
+    targets = {
+        "digit_a": torch.tensor([1, 5]),
+        "digit_b": torch.tensor([2, 5]),
+        "position": torch.randint(0, 33, (2, T, 2, 2)).float(),
+    }
+    torch.manual_seed(3)
+    terms = locating_loss_fn([head])(judge, x, targets)
+    assert set(terms) == {"ce_places_digits", "loss"} and terms["loss"].requires_grad
+    torch.manual_seed(3)
+    frame = torch.randint(T, (2,))
+    rows = torch.arange(2)
+    logits = judge(x[rows, frame, None], places=True)[:, 0]
+    target = place_targets(
+        targets["position"][rows, frame] + 16, torch.tensor([[1, 2], [5, 5]]), cell=8, grid=8, n_classes=10
+    )
+    expected = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    torch.testing.assert_close(terms["loss"], expected)
+
+
+def test_smmnists_judge_is_the_locating_judge_trained_by_its_stage(tmp_path):
+    mnist = write_fake_mnist(tmp_path / "mnist")
+    dataset = tmp_path / "smmnist.h5"
+    config = load(overrides={"preset": "smoke"})
+    sizes = {"train_sequences": 8, "test_sequences": 6, "judge_train_sequences": 20, "seed": 0}
+    call_with_config(build_smmnist, config, mnist_dir=mnist, output=dataset, **sizes)
+    output, accuracy = tmp_path / "judge.pt", tmp_path / "accuracy.csv"
+    call_with_config(train_judge, config, dataset=str(dataset), output=str(output), accuracy=str(accuracy))
+    judge = load_model(output)
+    assert isinstance(judge, LocatingJudge) and judge.config.object_size == 32
+    assert judge.config.conv_channels == tuple(config["judge"]["datasets"]["smmnist"]["conv_channels"])
+    assert judge.config.temperature["digits"] in TEMPERATURES
+    table = pd.read_csv(accuracy)
+    assert table["head"].tolist() == ["digits"] and table["n"].tolist() == [6]
+
+
+def test_the_locating_judge_refuses_a_dataset_without_object_places():
+    shape = Factor("shape", "static", ("square", "ellipse", "heart"))
+    data = ClipSet(torch.zeros(2, T, 64, 64, 1, dtype=torch.uint8), {"shape": torch.zeros(2)}, (shape,))
+    attrs = {"name": "dsprites", "frame_shape": [T, 64, 64, 1], "modality": "video"}
+    inputs = ModelInputs({"conv_channels": [4, 8, 8], "refine_layers": 1}, {}, data, attrs)
+    with pytest.raises(ValueError, match="give it family 'judge'"):
+        family("locating_judge").build(inputs)

@@ -9,7 +9,8 @@ stochastic; the deterministic variant would only flip the sign. Overlapping digi
 
 Stored factors: `digit_a` and `digit_b` (static, 10 classes each, group `digits`: a judge recognises which
 digits a clip shows, not their order). Trajectories: `position` (N, T, 2, 2) pixel offsets (row, col) of
-each digit's top-left corner as drawn, `velocity` (N, T, 2, 2) the velocity that moves it to frame t + 1.
+each digit's top-left corner as drawn, `velocity` (N, T, 2, 2) the velocity that moves it to frame t + 1;
+the root attribute `object_size` is a digit's side (SMMNIST's judge finds each digit's centre from them).
 
 MNIST's IDX archives come from the download stage. A mirror may hold only a known partial copy of the
 training images (pipeline/data/download.py); the reader then uses the complete images it holds and logs how
@@ -216,6 +217,7 @@ def build_smmnist(
         splits=splits,
         trajectories=("position", "velocity"),
         protocol=PROTOCOL,
+        attrs={"object_size": spec.digit_size},
         compression_level=compression_level,
     )
     logger.info("wrote %s in %.1f s", output, time.perf_counter() - start)

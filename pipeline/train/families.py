@@ -169,6 +169,37 @@ def judge_config(inputs: ModelInputs) -> dict:
     }
 
 
+def locating_judge_config(inputs: ModelInputs) -> dict:
+    """The judge that finds each object of the dataset's one group head where the dataset's `position`
+    trajectory puts it (SMMNIST's digits): its widths from its `judge` settings, the objects' side from the
+    dataset file."""
+    heads = judge_heads(inputs.data.factors)
+    groups = [h for h in heads if len(h.members) > 1]
+    position = inputs.data.targets.get("position")
+    if (
+        len(heads) != 1
+        or not groups
+        or position is None
+        or tuple(position.shape[2:]) != (len(groups[0].members), 2)
+    ):
+        raise ValueError(
+            "the locating judge reads one group of objects with a `position` (N, T, objects, 2) trajectory; "
+            f"{inputs.attrs['name']} has heads {[h.name for h in heads]}: give it family 'judge' "
+            "(config judge.datasets)"
+        )
+    if "object_size" not in inputs.attrs:
+        raise ValueError(
+            f"the {inputs.attrs['name']} dataset file has no `object_size` attribute (written since the "
+            f"locating judge): rebuild it (snakemake --forcerun build_{inputs.attrs['name']})"
+        )
+    return {
+        **_frame_geometry(inputs),
+        "refine_layers": inputs.architecture["refine_layers"],
+        "object_size": int(inputs.attrs["object_size"]),
+        "heads": {h.name: h.n_classes for h in heads},
+    }
+
+
 FAMILIES = {
     "s3vae": Family("models.s3vae:S3VAE", "models.s3vae:S3VAEConfig", s3vae_config, labels=("flow",)),
     "dsvae": Family("models.dsvae:DSVAE", "models.dsvae:DSVAEConfig", _vae_architecture),
@@ -184,6 +215,13 @@ FAMILIES = {
     "fhvae": Family("models.fhvae:FHVAE", "models.fhvae:FHVAEConfig", fhvae_config),
     "judge": Family(
         "models.judge:Judge", "models.judge:JudgeConfig", judge_config, "classifier", encoder=False
+    ),
+    "locating_judge": Family(
+        "models.judge:LocatingJudge",
+        "models.judge:LocatingJudgeConfig",
+        locating_judge_config,
+        "classifier",
+        encoder=False,
     ),
 }
 

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pipeline.config import FromConfig
+from pipeline.config import FromConfig, judge_settings
 from pipeline.data import h5io
 from pipeline.data.clips import ClipSet, load_clips
 from pipeline.data.factors import JudgeHead, judge_heads
@@ -43,6 +43,53 @@ def judge_loss_fn(dataset_heads: list[JudgeHead]):
         return terms
 
     return judge_loss
+
+
+def place_targets(centres: Tensor, classes: Tensor, *, cell: int, grid: int, n_classes: int) -> Tensor:
+    """Each cell's target distribution (B, n_classes + 1, grid, grid) for objects of `classes` (B, M) centred
+    at `centres` (B, M, 2) pixels (row, col): an object's class is shared bilinearly among the four cells
+    nearest its centre, so a target moves smoothly with the object; the last class is 'no centre here'."""
+    B, M = classes.shape
+    target = centres.new_zeros(B, n_classes + 1, grid, grid)
+    at = centres / cell - 0.5  # in cells, cell centres at whole numbers
+    low = at.floor()
+    rows = torch.arange(B, device=centres.device)
+    for k in range(M):
+        for dr in (0, 1):
+            for dc in (0, 1):
+                r, c = low[:, k, 0] + dr, low[:, k, 1] + dc
+                share = (1 - (at[:, k, 0] - r).abs()) * (1 - (at[:, k, 1] - c).abs())
+                r, c = r.long().clamp(0, grid - 1), c.long().clamp(0, grid - 1)
+                target[rows, classes[:, k].long(), r, c] += share
+    target[:, -1] = (1 - target[:, :-1].sum(dim=1)).clamp_min(0)
+    return target / target.sum(dim=1, keepdim=True)
+
+
+def locating_loss_fn(dataset_heads: list[JudgeHead]):
+    """Training loss of a LocatingJudge (models/judge.py): the cross-entropy of every cell of one random
+    frame per clip (a clip's frames repeat its objects) against the objects' classes where their centres are
+    (the dataset's `position` trajectory: each member's top-left corner)."""
+    (head,) = dataset_heads
+
+    def locating_loss(net: nn.Module, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        B, T = x.shape[:2]
+        rows = torch.arange(B, device=x.device)
+        frame = torch.randint(T, (B,), device=x.device)
+        logits = net(x[rows, frame, None], places=True)[:, 0]  # (B, K + 1, G, G)
+        target = place_targets(
+            targets["position"][rows, frame] + net.config.object_size / 2,
+            torch.stack([targets[m] for m in head.members], dim=1),
+            cell=net.config.cell,
+            grid=logits.shape[-1],
+            n_classes=head.n_classes,
+        )
+        ce = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        return {f"ce_places_{head.name}": ce, "loss": ce}
+
+    return locating_loss
+
+
+JUDGE_LOSSES = {"judge": judge_loss_fn, "locating_judge": locating_loss_fn}
 
 
 @torch.no_grad()
@@ -98,15 +145,18 @@ def train_judge(
     train_set = load_clips(dataset, h5io.judge_training_split(dataset))
     test_set = load_clips(dataset, "test")
     attrs = h5io.read_attrs(dataset)
-    net = family("judge").build(ModelInputs(judge, {}, train_set, attrs))
+    judge = judge_settings(judge, str(attrs["name"]))  # the rule passes them so; a Python caller the section
+    net = family(judge["family"]).build(ModelInputs(judge, {}, train_set, attrs))
     settings = train_settings(judge, seed=seed, device=device)
-    loss = judge_loss_fn(judge_heads(train_set.factors))
+    loss = JUDGE_LOSSES[judge["family"]](judge_heads(train_set.factors))
     # The models' training clips: held out from a judge that has a `judge_train` split of its own
     held_out = load_clips(dataset, "train", limit=CALIBRATION_CLIPS)
     calibrated = functools.partial(
         calibrate, data=held_out, batch_size=settings.batch_size, device=settings.device, bf16=settings.bf16
     )
-    fit_and_save(net, "judge", loss, train_set, test_set, settings, output, {"dataset": dataset}, calibrated)
+    fit_and_save(
+        net, judge["family"], loss, train_set, test_set, settings, output, {"dataset": dataset}, calibrated
+    )
     if not distributed.world().main:
         return
     net.eval()

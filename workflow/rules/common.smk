@@ -1,7 +1,8 @@
 # Constants and named input functions shared by the rule files. Snakemake parses these without torch, so
 # what they need of the model families comes from the torch-free registry (pipeline/train/families.py).
-# requested_gpus: the `gpu` resource of every rule whose stage can compute on the GPU, from config device
-from pipeline.config import requested_gpus
+# judge_settings: a dataset's judge settings; requested_gpus: the `gpu` resource of every rule whose stage
+# can compute on the GPU, from config device
+from pipeline.config import judge_settings, requested_gpus
 from pipeline.train.families import audio_variant, family, seeds_of, variant_family
 
 FIGURE_KINDS = ["swap", "generation"]
@@ -101,6 +102,10 @@ def judge_accuracies_of_table(wildcards):
         "results/judges/{dataset}/accuracy.csv",
         dataset=table_datasets(wildcards.table),
     )
+
+
+def judge_of_dataset(wildcards):
+    return judge_settings(config["judge"], wildcards.dataset)
 
 
 def datasets_of_table(wildcards):

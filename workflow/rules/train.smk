@@ -1,5 +1,5 @@
 rule train_judge:
-    """Train the judge (conv encoder + bidirectional LSTM, a head per factor) on real training clips."""
+    """Train the judge (models/judge.py: its family per dataset, judge.datasets) on real training clips."""
     input:
         dataset="results/data/{dataset}.h5",
     output:
@@ -23,7 +23,7 @@ rule train_judge:
         mem_mb=8000,
         gpu=requested_gpus(config["device"]),
     params:
-        judge=config["judge"],
+        judge=judge_of_dataset,
         seed=config["seed"],
         device=config["device"],
     script:
