@@ -91,11 +91,33 @@ def test_a_two_rank_training_killed_after_an_epoch_resumes_to_the_uninterrupted_
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a cancelled cluster job
     job.wait()
+    _wait_for_the_ranks_to_die()  # a rank dies with its agent, a moment later: read the checkpoint after
     done = epoch_of(checkpoint)
     assert 1 <= done < EPOCHS and not (killed / "model.pt").exists()
     subprocess.run(command, env=ENV, check=True)
     assert f"resuming {checkpoint} after epoch {done}" in (tmp_path / "killed.log").read_text()
     assert_same_weights(whole / "model.pt", killed / "model.pt")
+
+
+def _wait_for_the_ranks_to_die(timeout: float = 30) -> None:
+    """Until no process of a relaunched stage (torchrun's agent, the ranks) is left: torchrun starts each
+    rank in a session of its own, so killing the job's process group reaches them only through their
+    agent's death (pipeline/train/distributed.py: _die_with_the_launcher)."""
+
+    def alive() -> list[Path]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if b"pipeline.train.distributed" in (proc / "cmdline").read_bytes():
+                    found.append(proc)
+            except OSError:  # it ended while we looked
+                continue
+        return found
+
+    deadline = time.monotonic() + timeout
+    while alive():
+        assert time.monotonic() < deadline, f"ranks outlived their killed launcher: {alive()}"
+        time.sleep(0.05)
 
 
 def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch, tmp_path: Path):
