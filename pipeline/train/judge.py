@@ -145,7 +145,8 @@ def train_judge(
     train_set = load_clips(dataset, h5io.judge_training_split(dataset))
     test_set = load_clips(dataset, "test")
     attrs = h5io.read_attrs(dataset)
-    judge = judge_settings(judge, str(attrs["name"]))  # the rule passes them so; a Python caller the section
+    # The rule passes the dataset's settings already merged; a Python caller may pass the whole section
+    judge = judge_settings(judge, str(attrs["name"]))
     net = family(judge["family"]).build(ModelInputs(judge, {}, train_set, attrs))
     settings = train_settings(judge, seed=seed, device=device)
     loss = JUDGE_LOSSES[judge["family"]](judge_heads(train_set.factors))
