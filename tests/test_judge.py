@@ -20,7 +20,15 @@ from pipeline.evaluate import heads
 from pipeline.evaluate.heads import TEMPERATURES
 from pipeline.train.checkpoint import load_model, save_model
 from pipeline.train.families import ModelInputs, family
-from pipeline.train.judge import calibrate, judge_loss_fn, locating_loss_fn, place_targets, train_judge
+from pipeline.train.judge import (
+    calibrate,
+    crop_around_objects,
+    judge_loss_fn,
+    locating_loss_fn,
+    place_targets,
+    train_judge,
+    whole_frame_norm_statistics,
+)
 
 SIZE, T = 64, 4
 
@@ -192,6 +200,72 @@ def test_the_locating_loss_scores_one_frame_of_each_clip_against_the_digits_plac
     )
     expected = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
     torch.testing.assert_close(terms["loss"], expected)
+
+
+def _frames_with_objects(corners: torch.Tensor, size: int = 64, side: int = 32) -> torch.Tensor:
+    """(B, 1, size, size): a random patch of `side` px at each top-left corner of `corners` (B, M, 2)."""
+    frames = torch.zeros(len(corners), 1, size, size)
+    generator = torch.Generator().manual_seed(2)
+    for b, objects in enumerate(corners.long().tolist()):
+        for r, c in objects:
+            frames[b, 0, r : r + side, c : c + side] += torch.rand(side, side, generator=generator) + 0.1
+    return frames
+
+
+def test_a_training_crop_holds_every_object_where_they_fit_and_one_whole_object_where_not():
+    corners = torch.tensor(
+        [[[0.0, 0.0], [16.0, 10.0]], [[5.0, 30.0], [12.0, 20.0]], [[0.0, 0.0], [32.0, 32.0]]]
+    )
+    frames = _frames_with_objects(corners)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        window, moved = crop_around_objects(frames, corners, 32, 48)
+        assert window.shape == (3, 1, 48, 48)
+        for b in (0, 1):  # both objects fit in 48 px: the window loses nothing, and the corners follow it
+            torch.testing.assert_close(window[b].sum(), frames[b].sum())
+            for (r, c), (r2, c2) in zip(corners[b].long().tolist(), moved[b].long().tolist(), strict=True):
+                moved_object = window[b, :, r2 : r2 + 32, c2 : c2 + 32]
+                torch.testing.assert_close(moved_object, frames[b, :, r : r + 32, c : c + 32])
+        inside = [(0 <= moved[2, k]).all() and (moved[2, k] + 32 <= 48).all() for k in range(2)]
+        assert sum(inside) == 1  # 64 px apart: one object, whole
+
+
+def test_the_locating_loss_on_a_crop_the_size_of_the_frame_is_the_loss_on_the_frame():
+    judge = _locating_judge().train()
+    (head,) = judge_heads(DIGITS)
+    x = torch.rand(2, T, 1, 64, 64)
+    targets = {
+        "digit_a": torch.tensor([1, 5]),
+        "digit_b": torch.tensor([2, 5]),
+        "position": torch.randint(0, 33, (2, T, 2, 2)).float(),
+    }
+    losses = []
+    for crop in (0, 64):
+        torch.manual_seed(3)
+        losses.append(locating_loss_fn([head], crop)(judge, x, targets)["loss"])
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.manual_seed(3)
+    assert locating_loss_fn([head], 48)(judge, x, targets)["loss"] != losses[0]
+    with pytest.raises(ValueError, match="train_crop 44"):
+        locating_loss_fn([head], 44)(judge, x, targets)  # not a whole number of 8-px cells
+
+
+def test_norm_statistics_re_estimated_on_whole_frames():
+    judge = _locating_judge().train()
+    clips = (torch.rand(32, 1, 64, 64, 1) * 255).to(torch.uint8).expand(32, T, 64, 64, 1)  # still clips
+    data = ClipSet(clips.contiguous(), {"digit_a": torch.zeros(32), "digit_b": torch.zeros(32)}, DIGITS)
+    trunk = judge.places[0]
+    norm = trunk[1][1]  # the first BatchNorm: after the first two strided convs
+    norm.running_mean.fill_(5.0)
+    seen = []
+    hook = norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    whole_frame_norm_statistics(judge, data, batch_size=16, device="cpu")
+    hook.remove()
+    assert judge.training and [len(x) for x in seen] == [16, 16]  # every clip once, and its mode kept
+    frames = clips[:, 0].permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected = trunk[1][0](trunk[0](frames)).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(norm.running_mean, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_smmnists_judge_is_the_locating_judge_trained_by_its_stage(tmp_path):
