@@ -179,15 +179,18 @@ def test_the_locating_judges_clip_read_does_not_care_where_the_objects_are():
     assert not torch.allclose(judge(here, places=True), judge(there, places=True), atol=1e-4)
 
 
-def test_the_locating_loss_scores_one_frame_of_each_clip_against_the_digits_places():
-    judge = _locating_judge().train()
-    (head,) = judge_heads(DIGITS)
-    x = torch.rand(2, T, 1, 64, 64)
+def _two_clips_of_two_digits():
+    """A training locating judge, its head, two random clips (2, T, 1, 64, 64) and their digits' targets."""
     targets = {
         "digit_a": torch.tensor([1, 5]),
         "digit_b": torch.tensor([2, 5]),
         "position": torch.randint(0, 33, (2, T, 2, 2)).float(),
     }
+    return _locating_judge().train(), judge_heads(DIGITS)[0], torch.rand(2, T, 1, 64, 64), targets
+
+
+def test_the_locating_loss_scores_one_frame_of_each_clip_against_the_digits_places():
+    judge, head, x, targets = _two_clips_of_two_digits()
     torch.manual_seed(3)
     terms = locating_loss_fn([head])(judge, x, targets)
     assert set(terms) == {"ce_places_digits", "loss"} and terms["loss"].requires_grad
@@ -231,14 +234,7 @@ def test_a_training_crop_holds_every_object_where_they_fit_and_one_whole_object_
 
 
 def test_the_locating_loss_on_a_crop_the_size_of_the_frame_is_the_loss_on_the_frame():
-    judge = _locating_judge().train()
-    (head,) = judge_heads(DIGITS)
-    x = torch.rand(2, T, 1, 64, 64)
-    targets = {
-        "digit_a": torch.tensor([1, 5]),
-        "digit_b": torch.tensor([2, 5]),
-        "position": torch.randint(0, 33, (2, T, 2, 2)).float(),
-    }
+    judge, head, x, targets = _two_clips_of_two_digits()
     losses = []
     for crop in (0, 64):
         torch.manual_seed(3)
